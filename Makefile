@@ -1,0 +1,79 @@
+# pathgpt Makefile.
+#   make train_cpu   the CPU trainer (plain C, OpenMP when the compiler has it)
+#   make train       the GPU trainer (needs nvcc; says so and points to train_cpu without it)
+#   make test        builds and runs every test; GPU tests skip without a GPU; ends "N passed, N failed"
+# Switches: CUDA_ARCH (default 90), DEBUG=1 (-O0 -g, and GPU launches synchronise), NVCC.
+# Library code lives in common/, data/, model/ and kernels/ (no main); programs are train.c,
+# test_gpt2pathattn.c, tests/test_*.c and the tools named below. Objects go to build/.
+
+CC ?= gcc
+NVCC ?= $(shell command -v nvcc 2>/dev/null || (test -x /usr/local/cuda/bin/nvcc && echo /usr/local/cuda/bin/nvcc))
+CUDA_ARCH ?= 90
+BUILD := build
+
+ifeq ($(DEBUG),1)
+  OPT := -O0 -g
+else
+  OPT := -O3
+endif
+
+# Features are detected by compiling a probe, never by listing packages (see STYLE.md).
+HAVE_OPENMP := $(shell printf 'int main(void){return 0;}\n' | $(CC) -fopenmp -x c - -o /dev/null 2>/dev/null && echo 1)
+OMP_FLAGS := $(if $(HAVE_OPENMP),-fopenmp,)
+
+CFLAGS := $(OPT) -std=c11 -Wall -Wextra -Wshadow -D_GNU_SOURCE -MMD -MP $(OMP_FLAGS)
+LDLIBS := -lm $(OMP_FLAGS)
+
+# ---------------------------------------------------------------------------------------------
+# sources
+
+DATA_TOOLS :=
+CPU_LIB_SRC := $(wildcard common/*.c) $(filter-out $(DATA_TOOLS),$(wildcard data/*.c)) \
+               $(filter-out model/gpt_gpu.c model/gpt_cpu.c,$(wildcard model/*.c)) kernels/attn_dims.c
+CPU_LIB_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(CPU_LIB_SRC))
+CPU_MODEL_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(wildcard model/gpt_cpu.c))
+
+TEST_SRC := $(wildcard tests/test_*.c)
+TEST_BIN := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
+TEST_CHECK_OBJ := $(BUILD)/tests/check.o
+
+.PHONY: all train test clean
+all: train_cpu
+
+# ---------------------------------------------------------------------------------------------
+# programs
+
+train_cpu: $(BUILD)/train.o $(CPU_MODEL_OBJ) $(CPU_LIB_OBJ)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+ifeq ($(NVCC),)
+train:
+	@echo "make train: nvcc (the CUDA compiler) was not found, so the GPU trainer cannot be built here."
+	@echo "            Use the CPU trainer instead:  make train_cpu && ./train_cpu"
+	@false
+endif
+
+test_gpt2pathattn: $(BUILD)/test_gpt2pathattn.o $(CPU_MODEL_OBJ) $(CPU_LIB_OBJ) $(TEST_CHECK_OBJ)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/%: $(BUILD)/tests/%.o $(CPU_LIB_OBJ) $(CPU_MODEL_OBJ) $(TEST_CHECK_OBJ)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+check_vectors: $(BUILD)/dev/check_vectors.o $(CPU_LIB_OBJ) $(TEST_CHECK_OBJ)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+TOP_TEST := $(patsubst %.c,%,$(wildcard test_gpt2pathattn.c))
+test: $(TEST_BIN) $(TOP_TEST)
+	@sh tests/run.sh $(TEST_BIN) $(addprefix ./,$(TOP_TEST))
+
+# ---------------------------------------------------------------------------------------------
+# objects
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+clean:
+	rm -rf $(BUILD) train train_cpu test_gpt2pathattn check_vectors
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

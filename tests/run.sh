@@ -1,0 +1,31 @@
+#!/bin/sh
+# run.sh: runs every test program given, prints their output, then one total line
+# "N passed, N failed" from the programs' own last lines. A program that crashes or prints
+# no summary, or exits non-zero with none failed, counts as one failure. Exit status 1 if anything failed.
+passed=0
+failed=0
+for prog in "$@"; do
+    echo "== $prog"
+    out=$(mktemp)
+    "$prog" > "$out" 2>&1
+    status=$?
+    cat "$out"
+    summary=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$out" | tail -n 1)
+    rm -f "$out"
+    if [ -z "$summary" ]; then
+        echo "FAIL $prog: no summary line (crashed?)"
+        failed=$((failed + 1))
+        continue
+    fi
+    p=$(echo "$summary" | cut -d' ' -f1)
+    f=$(echo "$summary" | cut -d' ' -f3)
+    if [ "$status" -ne 0 ] && [ "$f" -eq 0 ]; then
+        echo "FAIL $prog: exit status $status with no failed check"
+        f=1
+    fi
+    passed=$((passed + p))
+    failed=$((failed + f))
+done
+echo "== all tests"
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
