@@ -1,0 +1,237 @@
+/* path_attn.cu: host side of PaTH attention: the block geometry of a packed batch, scratch,
+ * and the launch order of doc/PATH_ALGORITHM.md sections 3-4.
+ *   forward:  gate blocks, F1 block prep, F2 superblock prep, F3 coarse maps, F4 attention
+ *   backward: the same prep (F1 keeps A, F2 keeps R), B0 D = rowsum(dO o O), zero the accumulators,
+ *             B1 coarse, B2 fine, B3 dPi -> dPm, B4 superblocks, B5 blocks, B6 gate cumsum
+ * Superblocks hold s = 4 blocks when no sequence is longer than 2048 tokens, else 8 (section 5).
+ * Checked by tests/test_path_attn_gpu.cu. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "path_attn.h"
+#include "path_attn_internal.cuh"
+
+struct PathAttn {
+    GpuCtx ctx;
+    /* geometry of the last call */
+    std::vector<int> cu;
+    int Hq = 0, H = 0, d = 0, s = 0;
+    int n_blocks = 0, n_sblocks = 0;
+    long n_pi = 0;
+    SeqGeo *seqs = nullptr;
+    int2 *blocks = nullptr, *sblocks = nullptr;
+    size_t table_bytes = 0;
+    /* scratch arena */
+    char *arena = nullptr;
+    size_t arena_bytes = 0;
+};
+
+static void grow(void **ptr, size_t *have, size_t need) {
+    if (need <= *have) return;
+    if (*ptr) CUDA_CHECK(cudaFree(*ptr));
+    CUDA_CHECK(cudaMalloc(ptr, need));
+    *have = need;
+}
+
+PathAttn *path_attn_create(const GpuCtx *ctx) {
+    PathAttn *pa = new PathAttn();
+    pa->ctx = *ctx;
+    return pa;
+}
+
+void path_attn_free(PathAttn *pa) {
+    if (!pa) return;
+    cudaFree(pa->seqs);
+    cudaFree(pa->arena);
+    delete pa;
+}
+
+size_t path_attn_scratch_bytes(const PathAttn *pa) { return pa->arena_bytes + pa->table_bytes; }
+
+int path_attn_check(const AttnDims *dims, char *why, size_t why_len) {
+    const char *bad;
+    if (attn_dims_check(dims, &bad)) {
+        snprintf(why, why_len, "path attention: %s", bad);
+        return -1;
+    }
+    if (dims->d != 32 && dims->d != 64 && dims->d != 128) {
+        snprintf(why, why_len, "path attention: head dim %d not supported by the GPU kernels (32, 64 or 128)", dims->d);
+        return -1;
+    }
+    return 0;
+}
+
+/* Work tables for the sequences of dims (rebuilt only when the shape changes). */
+static void build_geometry(PathAttn *pa, const AttnDims *dims) {
+    std::vector<int> cu(dims->cu_seqlens, dims->cu_seqlens + dims->n_seqs + 1);
+    if (cu == pa->cu && pa->Hq == dims->Hq && pa->H == dims->H && pa->d == dims->d) return;
+    int max_len = 0;
+    for (int i = 0; i < dims->n_seqs; i++) max_len = std::max(max_len, cu[i + 1] - cu[i]);
+    int s = max_len > 2048 ? 8 : 4;
+    std::vector<SeqGeo> seqs;
+    std::vector<int2> blocks, sblocks;
+    std::vector<int> work;
+    int nb = 0, nsb = 0;
+    long npi = 0;
+    for (int i = 0; i < dims->n_seqs; i++) {
+        int len = cu[i + 1] - cu[i];
+        SeqGeo g;
+        g.bos = cu[i];
+        g.eos = cu[i + 1];
+        g.nblk = (len + PATH_C - 1) / PATH_C;
+        g.M = (g.nblk + s - 1) / s;
+        g.block_base = nb;
+        g.sb_base = nsb;
+        g.pi_base = npi;
+        for (int J = 0; J < g.nblk; J++) {
+            blocks.push_back(make_int2((int)seqs.size(), J));
+            work.push_back(J / s * s + 2 * (J % s) + 2); /* F4's tiles: coarse + 2 fine + 2 */
+        }
+        for (int m = 0; m < g.M; m++) sblocks.push_back(make_int2((int)seqs.size(), m));
+        nb += g.nblk;
+        nsb += g.M;
+        npi += (long)g.M * (g.M + 1) / 2;
+        seqs.push_back(g);
+    }
+    /* heaviest blocks first, so the long query blocks do not finish last */
+    std::vector<int> order(blocks.size());
+    for (size_t i = 0; i < order.size(); i++) order[i] = (int)i;
+    std::stable_sort(order.begin(), order.end(), [&](int x, int y) { return work[x] > work[y]; });
+    std::vector<int2> sorted(blocks.size());
+    for (size_t i = 0; i < order.size(); i++) sorted[i] = blocks[order[i]];
+
+    size_t bytes = seqs.size() * sizeof(SeqGeo) + (sorted.size() + sblocks.size()) * sizeof(int2) + 64;
+    grow((void **)&pa->seqs, &pa->table_bytes, bytes);
+    char *base = (char *)pa->seqs;
+    size_t off_blocks = (seqs.size() * sizeof(SeqGeo) + 15) / 16 * 16;
+    size_t off_sblocks = off_blocks + sorted.size() * sizeof(int2);
+    pa->blocks = (int2 *)(base + off_blocks);
+    pa->sblocks = (int2 *)(base + off_sblocks);
+    CUDA_CHECK(cudaMemcpyAsync(pa->seqs, seqs.data(), seqs.size() * sizeof(SeqGeo), cudaMemcpyHostToDevice, pa->ctx.stream));
+    CUDA_CHECK(cudaMemcpyAsync(pa->blocks, sorted.data(), sorted.size() * sizeof(int2), cudaMemcpyHostToDevice, pa->ctx.stream));
+    CUDA_CHECK(cudaMemcpyAsync(pa->sblocks, sblocks.data(), sblocks.size() * sizeof(int2), cudaMemcpyHostToDevice, pa->ctx.stream));
+    CUDA_CHECK(cudaStreamSynchronize(pa->ctx.stream)); /* the host vectors go out of scope */
+    pa->cu = cu;
+    pa->Hq = dims->Hq;
+    pa->H = dims->H;
+    pa->d = dims->d;
+    pa->s = s;
+    pa->n_blocks = nb;
+    pa->n_sblocks = nsb;
+    pa->n_pi = npi;
+}
+
+/* Carves the scratch arena into the PathParams pointers (growing it if needed). */
+static void carve_scratch(PathAttn *pa, PathParams &p, long n_tokens, bool backward) {
+    long nb = pa->n_blocks, nsb = pa->n_sblocks, npi = pa->n_pi, H = p.H, Hq = p.Hq, d = p.d, c = PATH_C;
+    struct Item { void **ptr; long bytes; };
+    std::vector<Item> items = {
+        {(void **)&p.U, nb * H * c * d * 4},      {(void **)&p.Khat, nb * H * c * d * 4},
+        {(void **)&p.Ktil, nb * H * c * d * 4},   {(void **)&p.Bm, nb * H * c * c * 4},
+        {(void **)&p.Pm, nsb * H * d * d * 4},    {(void **)&p.Pi, npi * H * d * d * 4},
+        {(void **)&p.Gl, nb * Hq * c * 4},        {(void **)&p.Go, nb * Hq * 8},
+    };
+    if (backward) {
+        std::vector<Item> more = {
+            {(void **)&p.A, nb * H * c * c * 4},      {(void **)&p.R, nb * H * d * d * 4},
+            {(void **)&p.D, n_tokens * Hq * 4},       {(void **)&p.dQleft, nb * Hq * c * d * 4},
+            {(void **)&p.dQhat, nb * Hq * c * d * 4}, {(void **)&p.dU, nb * H * c * d * 4},
+            {(void **)&p.dW, nb * H * c * d * 4},     {(void **)&p.dKhat, nb * H * c * d * 4},
+            {(void **)&p.dKtil, nb * H * c * d * 4},  {(void **)&p.dV, nb * H * c * d * 4},
+            {(void **)&p.dPi, npi * H * d * d * 4},   {(void **)&p.dPm, nsb * H * d * d * 4},
+            {(void **)&p.dG, nb * Hq * c * 4},        {(void **)&p.states, nb * Hq * (p.s - 1) * c * d * 2},
+        };
+        items.insert(items.end(), more.begin(), more.end());
+    }
+    size_t total = 0;
+    for (auto &it : items) total += (it.bytes + 255) / 256 * 256;
+    if (total > pa->arena_bytes) CUDA_CHECK(cudaStreamSynchronize(pa->ctx.stream)); /* in-flight work may use it */
+    grow((void **)&pa->arena, &pa->arena_bytes, total);
+    size_t off = 0;
+    for (auto &it : items) {
+        *it.ptr = pa->arena + off;
+        off += (it.bytes + 255) / 256 * 256;
+    }
+}
+
+static PathParams make_params(PathAttn *pa, const AttnDims *dims, const void *q, const void *k, const void *v,
+                              const float *w, const float *beta, const float *g) {
+    build_geometry(pa, dims);
+    PathParams p;
+    memset(&p, 0, sizeof p);
+    p.Hq = dims->Hq;
+    p.H = dims->H;
+    p.d = dims->d;
+    p.s = pa->s;
+    p.scale = dims->scale;
+    p.gscale = dims->gate_scale;
+    p.has_w = w != nullptr;
+    p.has_g = g != nullptr;
+    p.seqs = pa->seqs;
+    p.blocks = pa->blocks;
+    p.sblocks = pa->sblocks;
+    p.q = (const bf16 *)q;
+    p.k = (const bf16 *)k;
+    p.v = (const bf16 *)v;
+    p.w = w;
+    p.beta = beta;
+    p.g = g;
+    return p;
+}
+
+/* gate blocks, F1, F2, F3 */
+static void run_prep(PathAttn *pa, const PathParams &p, int n_seqs) {
+    const GpuCtx *ctx = &pa->ctx;
+    if (p.has_g) path_gate_prep(ctx, p, pa->n_blocks, n_seqs);
+    path_block_prep(ctx, p, pa->n_blocks);
+    path_superblock_prep(ctx, p, pa->n_sblocks);
+    path_coarse_maps(ctx, p, pa->n_sblocks);
+}
+
+void path_attn_forward(PathAttn *pa, const AttnDims *dims, const void *q, const void *k, const void *v,
+                       const float *w, const float *beta, const float *g, void *o, float *lse, void *qleft) {
+    if (dims->n_tokens == 0) return;
+    PathParams p = make_params(pa, dims, q, k, v, w, beta, g);
+    carve_scratch(pa, p, dims->n_tokens, false);
+    p.out = (bf16 *)o;
+    p.lse_out = lse;
+    p.qleft = (__half *)qleft;
+    run_prep(pa, p, dims->n_seqs);
+    path_attn_fwd_launch(&pa->ctx, p, pa->n_blocks);
+}
+
+void path_attn_backward(PathAttn *pa, const AttnDims *dims, const void *q, const void *k, const void *v,
+                        const float *w, const float *beta, const float *g, const void *o, const float *lse,
+                        const void *qleft, const void *dout, void *dq, void *dk, void *dv, float *dw,
+                        float *dbeta, float *dg) {
+    if (dims->n_tokens == 0) return;
+    const GpuCtx *ctx = &pa->ctx;
+    PathParams p = make_params(pa, dims, q, k, v, w, beta, g);
+    carve_scratch(pa, p, dims->n_tokens, true);
+    p.store_backward_factors = 1;
+    p.o = (const bf16 *)o;
+    p.lse = lse;
+    p.qleft = (__half *)qleft;
+    p.dout = (const bf16 *)dout;
+    p.dq = (bf16 *)dq;
+    p.dk = (bf16 *)dk;
+    p.dv = (bf16 *)dv;
+    p.dw = dw;
+    p.dbeta = dbeta;
+    p.dg = dg;
+    run_prep(pa, p, dims->n_seqs);
+    path_bwd_prep(ctx, p, dims->n_tokens);
+    /* accumulators: dU .. dG are contiguous in the arena (carve_scratch's order) */
+    char *first = (char *)p.dQleft, *last = (char *)p.dG + (size_t)pa->n_blocks * p.Hq * PATH_C * 4;
+    CUDA_CHECK(cudaMemsetAsync(first, 0, last - first, ctx->stream));
+    path_bwd_coarse(ctx, p, pa->n_blocks);
+    path_bwd_fine(ctx, p, pa->n_blocks);
+    path_bwd_coarse_maps(ctx, p, pa->n_sblocks);
+    path_bwd_superblock(ctx, p, pa->n_sblocks);
+    path_bwd_block(ctx, p, pa->n_blocks);
+    if (p.has_g) path_bwd_gate(ctx, p, dims->n_seqs);
+}

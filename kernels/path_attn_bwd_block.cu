@@ -1,0 +1,234 @@
+/* path_attn_bwd_block.cu: the per-block parts of the PaTH attention backward, kernels B0, B5 and
+ * B6 of doc/PATH_ALGORITHM.md section 4.
+ *   B0  D_i = do_i . o_i per query row and head
+ *   B5  per block J and kv head, after B1, B2, B4 (dKhat, dU, dW, dV, dG hold their adds):
+ *       key transform first: dB = -W dKhat^T, dW -= Bm dKhat
+ *       per query head:  QW = tril(Q W^T), S = tril(Q K^T - QW Bm), P and dZ on the diagonal tile,
+ *         dS = scale dZ, dQW = tril(-dS Bm^T - dQhat U^T);
+ *         dq = dQhat + dS K + dQW W;  dK += dS^T Q;  dB -= QW^T dS;  dU -= QW^T dQhat;
+ *         dW += dQW^T Q;  dV += P^T dO;  dG_j -= gscale colsum dZ
+ *       then, with E = SL(W K^T), F = diag(b) E:  dA = dB F^T;  dF = A^T dB;  db = rowsum(dF o E);
+ *         dE = SL(diag(b) dF);  dk = dK + dKhat + dE^T W;  dW += dE K
+ *       UT solve (U = A diag(b) W, A = (I + SL(diag(b) W W^T))^-1):
+ *         dA += dU (diag(b) W)^T;  dWb = A^T dU;  dL = SL(-A^T dA A^T);
+ *         db += rowsum(dWb o W) + rowsum(dL o W W^T);  dW += diag(b) dWb + (diag(b) dL) W + (diag(b) dL)^T W
+ *       and writes dq, dk, dv (bf16), dw, dbeta (f32) of the block's rows.
+ *   B6  dg = reverse cumulative sum of dG within each sequence (dG holds key-side column sums only:
+ *       the query-side row sums of dZ vanish, softmax rows sum to one).
+ * B5's diagonal-tile products use the forward's operand types (fp16 scores, bf16 gradients); the
+ * key-transform and UT products are 3-pass. Shared memory ~221 KB at d = 128.
+ * Checked by tests/test_path_attn_gpu.cu against model/attn_ref.c. */
+#include "path_attn_internal.cuh"
+
+/* ---------------------------------------------------------------------------------------------
+ * B0 */
+
+static __global__ void bwd_prep_kernel(PathParams p, long n_rows) {
+    long row = (long)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+    if (row >= n_rows) return;
+    float s = 0.f;
+    for (int e = threadIdx.x % 32; e < p.d; e += 32)
+        s += __bfloat162float(p.dout[row * p.d + e]) * __bfloat162float(p.o[row * p.d + e]);
+    for (int off = 16; off > 0; off /= 2) s += __shfl_xor_sync(0xffffffffu, s, off);
+    if (threadIdx.x % 32 == 0) p.D[row] = s;
+}
+
+void path_bwd_prep(const GpuCtx *ctx, const PathParams &p, long n_tokens) {
+    long rows = n_tokens * p.Hq;
+    if (rows == 0) return;
+    bwd_prep_kernel<<<(unsigned)((rows + 7) / 8), 256, 0, ctx->stream>>>(p, rows);
+    LAUNCH_CHECK(ctx, "bwd_prep_kernel");
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * B5 */
+
+struct BlockTiles {
+    float *W;                          /* c x d, fp32 (zero past eos) */
+    bf16 *Q, *K, *dO, *V;              /* c x d raw inputs (bf16: exact) */
+    float *QW, *S, *dP, *dQW, *dB, *X1, *X2; /* c x c; X1 and X2 adjacent, also one c x d tile */
+    float *b, *lse, *Dv, *gl, *db;
+};
+
+static long bwd_block_smem_bytes(int d) {
+    return tile32_bytes(PATH_C, d) + 4 * tile16_bytes(PATH_C, d) + 7 * tile32_bytes(PATH_C, PATH_C) + 5 * PATH_C * 4;
+}
+
+static __device__ BlockTiles carve_block(char *smem, int d) {
+    SmemCarver sc{smem};
+    BlockTiles t;
+    t.W = sc.take<float>(PATH_C * ld32(d));
+    t.Q = sc.take<bf16>(PATH_C * ld16(d));
+    t.K = sc.take<bf16>(PATH_C * ld16(d));
+    t.dO = sc.take<bf16>(PATH_C * ld16(d));
+    t.V = sc.take<bf16>(PATH_C * ld16(d));
+    float **cc[7] = {&t.QW, &t.S, &t.dP, &t.dQW, &t.dB, &t.X1, &t.X2};
+    for (int i = 0; i < 7; i++) *cc[i] = sc.take<float>(PATH_C * ld32(PATH_C));
+    t.b = sc.take<float>(PATH_C);
+    t.lse = sc.take<float>(PATH_C);
+    t.Dv = sc.take<float>(PATH_C);
+    t.gl = sc.take<float>(PATH_C);
+    t.db = sc.take<float>(PATH_C);
+    return t;
+}
+
+/* The diagonal tile of one query head: adds to dB (smem), dK (in dKhat), dU, dW, dV, dG; writes dq. */
+static __device__ void diagonal_backward(const PathParams &p, BlockTiles &t, const SeqGeo &sq, int J, int h, int hq) {
+    int d = p.d, t0 = sq.bos + J * PATH_C;
+    long gb = sq.block_base + J, cd = (long)PATH_C * d, tcd = (gb * p.H + h) * cd;
+    const int lw = ld32(d), lc = ld32(PATH_C), lh = ld16(d);
+    const long q_stride = (long)p.Hq * d;
+    float *dQhat = p.dQhat + (gb * p.Hq + hq) * cd;
+    const float *Bm = p.Bm + (gb * p.H + h) * PATH_C * PATH_C, *U = p.U + tcd;
+    load_rows(t.Q, lh, p.q + (long)hq * d, q_stride, t0, sq.eos, d);
+    load_rows(t.dO, lh, p.dout + (long)hq * d, q_stride, t0, sq.eos, d);
+    load_vec(t.lse, p.lse, p.Hq, hq, t0, sq.eos);
+    load_vec(t.Dv, p.D, p.Hq, hq, t0, sq.eos);
+    if (p.has_g)
+        for (int r = threadIdx.x; r < PATH_C; r += blockDim.x) t.gl[r] = p.Gl[(gb * p.Hq + hq) * PATH_C + r];
+    /* recompute the tile as the forward did */
+    cta_gemm<PREC_F16, STORE_SET>(PATH_C, PATH_C, d, 1.f, mat(t.Q, lh), mat(t.W, lw, true), t.QW, lc);
+    tril_tile(t.QW, lc, true);
+    cta_gemm<PREC_F16, STORE_SET>(PATH_C, PATH_C, d, 1.f, mat(t.Q, lh), mat(t.K, lh, true), t.S, lc);
+    cta_gemm<PREC_F16, STORE_ADD>(PATH_C, PATH_C, PATH_C, -1.f, mat(t.QW, lc), mat(Bm, PATH_C), t.S, lc);
+    cta_gemm<PREC_BF16, STORE_SET>(PATH_C, PATH_C, d, 1.f, mat(t.dO, lh), mat(t.V, lh, true), t.dP, lc);
+    softmax_grad_tile(p, t.S, t.dP, lc, t.lse, t.Dv, t.gl, t.gl, 0.f, true, sq.eos - t0);
+    cta_gemm<PREC_BF16, STORE_ADD>(PATH_C, d, PATH_C, 1.f, mat(t.S, lc, true), mat(t.dO, lh), p.dV + tcd, d);
+    if (p.has_g) add_colsum(p.dG + (gb * p.Hq + hq) * PATH_C, t.dP, lc, p.gscale, false);
+    for (int i = threadIdx.x; i < PATH_C * PATH_C; i += blockDim.x) t.dP[(i / PATH_C) * lc + i % PATH_C] *= p.scale;
+    /* dQW = tril(-dS Bm^T - dQhat U^T) */
+    cta_gemm<PREC_BF16, STORE_SET>(PATH_C, PATH_C, PATH_C, -1.f, mat(t.dP, lc), mat(Bm, PATH_C, true), t.dQW, lc);
+    cta_gemm<PREC_BF16, STORE_ADD>(PATH_C, PATH_C, d, -1.f, mat(dQhat, d), mat(U, d, true), t.dQW, lc);
+    tril_tile(t.dQW, lc, true);
+    cta_gemm<PREC_BF16, STORE_ADD>(PATH_C, d, PATH_C, -1.f, mat(t.QW, lc, true), mat(dQhat, d), p.dU + tcd, d);
+    cta_gemm<PREC_BF16, STORE_ADD>(PATH_C, d, PATH_C, 1.f, mat(t.dQW, lc, true), mat(t.Q, lh), p.dW + tcd, d);
+    cta_gemm<PREC_BF16, STORE_ADD>(PATH_C, d, PATH_C, 1.f, mat(t.dP, lc, true), mat(t.Q, lh), p.dKhat + tcd, d);
+    cta_gemm<PREC_BF16, STORE_ADD>(PATH_C, PATH_C, PATH_C, -1.f, mat(t.QW, lc, true), mat(t.dP, lc), t.dB, lc);
+    /* dq = dQhat + dS K + dQW W, accumulated in the dQhat scratch tile */
+    cta_gemm<PREC_BF16, STORE_ADD>(PATH_C, d, PATH_C, 1.f, mat(t.dP, lc), mat(t.K, lh), dQhat, d);
+    cta_gemm<PREC_BF16, STORE_ADD>(PATH_C, d, PATH_C, 1.f, mat(t.dQW, lc), mat(t.W, lw), dQhat, d);
+    for (int i = threadIdx.x; i < PATH_C * d; i += blockDim.x) {
+        int r = i / d, e = i % d;
+        if (t0 + r < sq.eos) p.dq[((long)(t0 + r) * p.Hq + hq) * d + e] = __float2bfloat16_rn(dQhat[i]);
+    }
+    __syncthreads();
+}
+
+/* db[r] += sum_t X[r, t] Y[r, t] over c x c tiles (rowsum of a Hadamard product) */
+static __device__ void add_rowsum_prod(float *db, const float *X, const float *Y, int ld, int cols, int ldy) {
+    __syncthreads();
+    for (int r = threadIdx.x; r < PATH_C; r += blockDim.x) {
+        float s = 0.f;
+        for (int j = 0; j < cols; j++) s += X[r * ld + j] * Y[r * ldy + j];
+        db[r] += s;
+    }
+    __syncthreads();
+}
+
+/* Gradients through Khat = K - Bm^T W, Bm = A diag(b) SL(W K^T), and the UT solve. */
+static __device__ void key_and_ut_backward(const PathParams &p, BlockTiles &t, long gb, int h) {
+    int d = p.d;
+    long cd = (long)PATH_C * d, tcd = (gb * p.H + h) * cd;
+    const int lw = ld32(d), lc = ld32(PATH_C), lh = ld16(d);
+    const float *A = p.A + (gb * p.H + h) * PATH_C * PATH_C;
+    float *dW = p.dW + tcd, *dU = p.dU + tcd, *dK = p.dKhat + tcd;
+    float *E = t.QW, *F = t.S, *dA = t.dP, *dF = t.dQW, *Tcd = t.X1;
+    /* E = SL(W K^T), F = diag(b) E */
+    cta_gemm<PREC_BF16X3, STORE_SET>(PATH_C, PATH_C, d, 1.f, mat(t.W, lw), mat(t.K, lh, true), E, lc);
+    tril_tile(E, lc, false);
+    for (int i = threadIdx.x; i < PATH_C * PATH_C; i += blockDim.x) {
+        int r = i / PATH_C, j = i % PATH_C;
+        F[r * lc + j] = t.b[r] * E[r * lc + j];
+    }
+    cta_gemm<PREC_BF16X3, STORE_SET>(PATH_C, PATH_C, PATH_C, 1.f, mat(t.dB, lc), mat(F, lc, true), dA, lc);
+    cta_gemm<PREC_BF16X3, STORE_SET>(PATH_C, PATH_C, PATH_C, 1.f, mat(A, PATH_C, true), mat(t.dB, lc), dF, lc);
+    add_rowsum_prod(t.db, dF, E, lc, PATH_C, lc);
+    for (int i = threadIdx.x; i < PATH_C * PATH_C; i += blockDim.x) { /* dE = SL(diag(b) dF) */
+        int r = i / PATH_C, j = i % PATH_C;
+        dF[r * lc + j] = j < r ? t.b[r] * dF[r * lc + j] : 0.f;
+    }
+    cta_gemm<PREC_BF16X3, STORE_ADD>(PATH_C, d, PATH_C, 1.f, mat(dF, lc, true), mat(t.W, lw), dK, d);
+    cta_gemm<PREC_BF16X3, STORE_ADD>(PATH_C, d, PATH_C, 1.f, mat(dF, lc), mat(t.K, lh), dW, d);
+    /* UT: dA += dU (diag(b) W)^T = (dU W^T) diag(b) */
+    cta_gemm<PREC_BF16X3, STORE_SET>(PATH_C, PATH_C, d, 1.f, mat(dU, d), mat(t.W, lw, true), t.X1, lc);
+    for (int i = threadIdx.x; i < PATH_C * PATH_C; i += blockDim.x) {
+        int r = i / PATH_C, j = i % PATH_C;
+        dA[r * lc + j] += t.b[j] * t.X1[r * lc + j];
+    }
+    /* dWb = A^T dU: dW += diag(b) dWb, db += rowsum(dWb o W) */
+    cta_gemm<PREC_BF16X3, STORE_SET>(PATH_C, d, PATH_C, 1.f, mat(A, PATH_C, true), mat(dU, d), Tcd, lw);
+    add_rowsum_prod(t.db, Tcd, t.W, lw, d, lw);
+    for (int i = threadIdx.x; i < PATH_C * d; i += blockDim.x) dW[i] += t.b[i / d] * Tcd[(i / d) * lw + i % d];
+    /* dL = SL(-A^T dA A^T); db += rowsum(dL o W W^T); dW += (diag(b) dL) W + (diag(b) dL)^T W */
+    cta_gemm<PREC_BF16X3, STORE_SET>(PATH_C, PATH_C, PATH_C, 1.f, mat(A, PATH_C, true), mat(dA, lc), E, lc);
+    cta_gemm<PREC_BF16X3, STORE_SET>(PATH_C, PATH_C, PATH_C, -1.f, mat(E, lc), mat(A, PATH_C, true), F, lc);
+    tril_tile(F, lc, false);
+    cta_gemm<PREC_BF16X3, STORE_SET>(PATH_C, PATH_C, d, 1.f, mat(t.W, lw), mat(t.W, lw, true), t.X1, lc);
+    add_rowsum_prod(t.db, F, t.X1, lc, PATH_C, lc);
+    for (int i = threadIdx.x; i < PATH_C * PATH_C; i += blockDim.x) F[(i / PATH_C) * lc + i % PATH_C] *= t.b[i / PATH_C];
+    cta_gemm<PREC_BF16X3, STORE_ADD>(PATH_C, d, PATH_C, 1.f, mat(F, lc), mat(t.W, lw), dW, d);
+    cta_gemm<PREC_BF16X3, STORE_ADD>(PATH_C, d, PATH_C, 1.f, mat(F, lc, true), mat(t.W, lw), dW, d);
+}
+
+static __global__ void bwd_block_kernel(PathParams p) {
+    extern __shared__ __align__(16) char smem[];
+    int2 item = p.blocks[blockIdx.x];
+    SeqGeo sq = p.seqs[item.x];
+    int d = p.d, h = blockIdx.y, grp = p.Hq / p.H, J = item.y, t0 = sq.bos + J * PATH_C;
+    long gb = sq.block_base + J, cd = (long)PATH_C * d, tcd = (gb * p.H + h) * cd;
+    const int lw = ld32(d), lc = ld32(PATH_C), lh = ld16(d);
+    const long kv_stride = (long)p.H * d;
+    BlockTiles t = carve_block(smem, d);
+    if (p.has_w) {
+        load_rows(t.W, lw, p.w + (long)h * d, kv_stride, t0, sq.eos, d);
+        load_vec(t.b, p.beta, p.H, h, t0, sq.eos);
+    } else {
+        for (int i = threadIdx.x; i < PATH_C * lw; i += blockDim.x) t.W[i] = 0.f;
+        for (int i = threadIdx.x; i < PATH_C; i += blockDim.x) t.b[i] = 0.f;
+    }
+    for (int i = threadIdx.x; i < PATH_C; i += blockDim.x) t.db[i] = 0.f;
+    load_rows(t.K, lh, p.k + (long)h * d, kv_stride, t0, sq.eos, d);
+    load_rows(t.V, lh, p.v + (long)h * d, kv_stride, t0, sq.eos, d);
+    /* key transform, the part that needs dKhat alone: dB = -W dKhat^T, dW -= Bm dKhat */
+    const float *Bm = p.Bm + (gb * p.H + h) * PATH_C * PATH_C;
+    cta_gemm<PREC_BF16X3, STORE_SET>(PATH_C, PATH_C, d, -1.f, mat(t.W, lw), mat(p.dKhat + tcd, d, true), t.dB, lc);
+    cta_gemm<PREC_BF16X3, STORE_ADD>(PATH_C, d, PATH_C, -1.f, mat(Bm, PATH_C), mat(p.dKhat + tcd, d), p.dW + tcd, d);
+    for (int hq = h * grp; hq < (h + 1) * grp; hq++) diagonal_backward(p, t, sq, J, h, hq);
+    key_and_ut_backward(p, t, gb, h);
+    __syncthreads();
+    for (int i = threadIdx.x; i < PATH_C * d; i += blockDim.x) {
+        int r = i / d, e = i % d;
+        if (t0 + r >= sq.eos) continue;
+        long o = ((long)(t0 + r) * p.H + h) * d + e;
+        p.dk[o] = __float2bfloat16_rn(p.dKhat[tcd + i]);
+        p.dv[o] = __float2bfloat16_rn(p.dV[tcd + i]);
+        if (p.has_w) p.dw[o] = p.dW[tcd + i];
+    }
+    if (p.has_w)
+        for (int r = threadIdx.x; r < PATH_C; r += blockDim.x)
+            if (t0 + r < sq.eos) p.dbeta[(long)(t0 + r) * p.H + h] = t.db[r];
+}
+
+void path_bwd_block(const GpuCtx *ctx, const PathParams &p, int n_blocks) {
+    launch_smem(ctx, "bwd_block_kernel", bwd_block_kernel, dim3(n_blocks, p.H), bwd_block_smem_bytes(p.d), p);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * B6 */
+
+static __global__ void bwd_gate_kernel(PathParams p) {
+    SeqGeo sq = p.seqs[blockIdx.x];
+    int hq = blockIdx.y;
+    if (threadIdx.x != 0) return;
+    float acc = 0.f;
+    for (int t = sq.eos - 1; t >= sq.bos; t--) {
+        int J = (t - sq.bos) / PATH_C, r = (t - sq.bos) % PATH_C;
+        acc += p.dG[((long)(sq.block_base + J) * p.Hq + hq) * PATH_C + r];
+        p.dg[(long)t * p.Hq + hq] = acc;
+    }
+}
+
+void path_bwd_gate(const GpuCtx *ctx, const PathParams &p, int n_seqs) {
+    bwd_gate_kernel<<<dim3(n_seqs, p.Hq), 32, 0, ctx->stream>>>(p);
+    LAUNCH_CHECK(ctx, "bwd_gate_kernel");
+}

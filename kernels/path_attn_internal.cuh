@@ -1,0 +1,240 @@
+/* path_attn_internal.cuh: what the PaTH attention kernels share (CUDA C++, included by the
+ * path_attn_*.cu files only): the block geometry of packed sequences, the parameter struct every
+ * kernel receives, scratch layouts, shared-memory tile loaders and the softmax tile helpers.
+ *
+ * Geometry (doc/PATH_ALGORITHM.md sections 3 and 5): each sequence [bos, eos) is cut into
+ * N = ceil((eos-bos)/c) blocks of c = 64 tokens (the last one partial) and M = ceil(N/s)
+ * superblocks of s blocks. Block J of a sequence has the global index gb = block_base + J, its
+ * superblock the global index sb_base + J/s. Rows of a block past eos belong to the next sequence
+ * (or lie past the tensor's end): loaders give zeros there (w = k = beta = 0, so H = I), and every
+ * backward tile sets P = 0 on query rows past eos.
+ *
+ * Scratch layouts (fp32 unless said; kv head h of H, query head hq of Hq):
+ *   per block and kv head, c x d:  U, Khat, Ktil, dU, dW, dKhat, dKtil, dV   at ((gb H + h) c d)
+ *   per block and kv head, c x c:  A, Bm                                      at ((gb H + h) c c)
+ *   per block and kv head, d x d:  R (backward only)                          at ((gb H + h) d d)
+ *   per superblock and kv head, d x d: Pm, dPm                                at ((sb H + h) d d)
+ *   Pi, dPi: per sequence M(M+1)/2 maps, entry pi_index(b, a) = a(a-1)/2 + b, at ((pi_base + e) H + h) d d
+ *   per block and query head: dQleft, dQhat (c x d); Gl, dG (c); Go (double)  at (gb Hq + hq)
+ *   fine states (backward): (gb Hq + hq) (s-1) c d, fp16 */
+#ifndef PATHGPT_KERNELS_PATH_ATTN_INTERNAL_CUH
+#define PATHGPT_KERNELS_PATH_ATTN_INTERNAL_CUH
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <math.h>
+#include <stdint.h>
+
+#include "gpu.h"
+#include "tile_mma.cuh"
+
+typedef __nv_bfloat16 bf16;
+
+#define PATH_C 64        /* block size c: the UT unit and the attention tile */
+#define PATH_THREADS 128 /* 4 warps per CTA */
+
+struct SeqGeo {
+    int bos, eos;    /* tokens [bos, eos) of the packed tensors */
+    int nblk, M;     /* blocks and superblocks of this sequence */
+    int block_base;  /* global index of its block 0 */
+    int sb_base;     /* global index of its superblock 0 */
+    long pi_base;    /* first Pi entry of this sequence */
+};
+
+/* Everything a kernel needs, passed by value. Pointers are device memory. */
+struct PathParams {
+    int Hq, H, d, s;
+    float scale, gscale;              /* logits: scale q.k + gscale (G_i - G_j) */
+    int has_w, has_g;
+    int store_backward_factors;       /* F1 stores A, F2 stores R (the backward's recompute) */
+    const SeqGeo *seqs;
+    const int2 *blocks;               /* (seq, J) per block work item */
+    const int2 *sblocks;              /* (seq, m) per superblock work item */
+    /* inputs (token layout) */
+    const bf16 *q, *k, *v, *dout;
+    const float *w, *beta, *g;
+    const bf16 *o;
+    const float *lse;
+    __half *qleft;                    /* (N, Hq, d), written by the forward, read by the backward */
+    /* outputs */
+    bf16 *out;
+    float *lse_out;
+    bf16 *dq, *dk, *dv;
+    float *dw, *dbeta, *dg;
+    /* scratch */
+    float *U, *Khat, *Ktil, *A, *Bm, *R, *Pm, *Pi;
+    float *Gl;
+    double *Go;
+    float *D, *dQleft, *dQhat, *dU, *dW, *dKhat, *dKtil, *dV, *dPi, *dPm, *dG;
+    __half *states;
+};
+
+__device__ __forceinline__ long pi_entry(long pi_base, int b, int a) { return pi_base + (long)a * (a - 1) / 2 + b; }
+
+/* ---- shared memory: tiles carved one after another, 16-byte aligned ---- */
+struct SmemCarver {
+    char *p;
+    template <typename T>
+    __device__ T *take(long n_elems) {
+        T *r = reinterpret_cast<T *>(p);
+        p += (n_elems * (long)sizeof(T) + 15) / 16 * 16;
+        return r;
+    }
+};
+
+/* padded leading dimensions: 4 floats / 8 halves past the row, against bank conflicts */
+__host__ __device__ __forceinline__ int ld32(int cols) { return cols + 4; }
+__host__ __device__ __forceinline__ int ld16(int cols) { return cols + 8; }
+__host__ __device__ __forceinline__ long tile32_bytes(int rows, int cols) { return ((long)rows * ld32(cols) * 4 + 15) / 16 * 16; }
+__host__ __device__ __forceinline__ long tile16_bytes(int rows, int cols) { return ((long)rows * ld16(cols) * 2 + 15) / 16 * 16; }
+
+template <typename T> __device__ __forceinline__ T from_f32(float x);
+template <> __device__ __forceinline__ float from_f32<float>(float x) { return x; }
+template <> __device__ __forceinline__ __half from_f32<__half>(float x) { return __float2half_rn(fminf(fmaxf(x, -65504.f), 65504.f)); }
+template <> __device__ __forceinline__ bf16 from_f32<bf16>(float x) { return __float2bfloat16_rn(x); }
+
+/* dst (c x cols, leading dim ldd) <- rows t0 .. t0+c-1 of a token-layout array (row stride in
+ * elements), zero for rows at or past eos. */
+template <typename TS, typename TD>
+__device__ void load_rows(TD *dst, int ldd, const TS *src, long stride, int t0, int eos, int cols) {
+    for (int i = threadIdx.x; i < PATH_C * cols; i += blockDim.x) {
+        int r = i / cols, e = i % cols;
+        int t = t0 + r;
+        dst[r * ldd + e] = from_f32<TD>(t < eos ? to_f32(src[(long)t * stride + e]) : 0.f);
+    }
+}
+
+/* dst (rows x cols) <- a dense scratch tile (row-major, leading dim cols) */
+template <typename TS, typename TD>
+__device__ void load_tile(TD *dst, int ldd, const TS *src, int rows, int cols) {
+    for (int i = threadIdx.x; i < rows * cols; i += blockDim.x)
+        dst[(i / cols) * ldd + i % cols] = from_f32<TD>(to_f32(src[i]));
+}
+
+/* dense scratch tile (leading dim cols) <- src (rows x cols, leading dim lds) */
+__device__ __forceinline__ void store_tile(float *dst, const float *src, int lds, int rows, int cols) {
+    for (int i = threadIdx.x; i < rows * cols; i += blockDim.x) dst[i] = src[(i / cols) * lds + i % cols];
+}
+
+/* token-layout rows t0.. (valid rows only) <- src tile */
+template <typename TD>
+__device__ void store_rows(TD *dst, long stride, int t0, int eos, const float *src, int lds, int cols) {
+    for (int i = threadIdx.x; i < PATH_C * cols; i += blockDim.x) {
+        int r = i / cols, e = i % cols;
+        if (t0 + r < eos) dst[(long)(t0 + r) * stride + e] = from_f32<TD>(src[r * lds + e]);
+    }
+}
+
+/* a per-token vector (N, heads) column h, rows t0..t0+c-1, zero past eos */
+__device__ __forceinline__ void load_vec(float *dst, const float *src, int heads, int h, int t0, int eos) {
+    for (int r = threadIdx.x; r < PATH_C; r += blockDim.x) dst[r] = (t0 + r < eos) ? src[(long)(t0 + r) * heads + h] : 0.f;
+}
+
+/* Logit of score s at (query row r, key col j) of tile (I, J): scale s + gscale (G_i - G_j), with
+ * G_i - G_j = (Gl_i - Gl_j) + (Go_I - Go_J) formed from the block-local gate sums. */
+__device__ __forceinline__ float tile_logit(const PathParams &p, float s, const float *glq, const float *glk,
+                                            float goff, int r, int j) {
+    float z = p.scale * s;
+    if (p.has_g) z += p.gscale * (glq[r] - glk[j] + goff);
+    return z;
+}
+
+/* FlashAttention-2 update of one tile: S (c x c, raw scores) becomes P = exp(z - m_new) in place,
+ * m, l updated, alpha = exp(m_old - m_new) left in alpha[] for the caller to rescale O; causal
+ * masks keys j > r (the diagonal tile). One thread per query row. */
+static __device__ void softmax_tile_update(const PathParams &p, float *S, int lds, float *m, float *l, float *alpha,
+                                    const float *glq, const float *glk, float goff, bool causal) {
+    __syncthreads();
+    int r = threadIdx.x;
+    if (r < PATH_C) {
+        float *row = S + r * lds;
+        float mx = m[r];
+        for (int j = 0; j < PATH_C; j++) {
+            float z = (causal && j > r) ? -INFINITY : tile_logit(p, row[j], glq, glk, goff, r, j);
+            row[j] = z;
+            mx = fmaxf(mx, z);
+        }
+        float sum = 0.f;
+        for (int j = 0; j < PATH_C; j++) {
+            float e = __expf(row[j] - mx);
+            row[j] = e;
+            sum += e;
+        }
+        float a = __expf(m[r] - mx); /* m = -inf at first: a = 0 */
+        alpha[r] = a;
+        l[r] = a * l[r] + sum;
+        m[r] = mx;
+    }
+    __syncthreads();
+}
+
+/* O (c x d) rows scaled by alpha */
+__device__ __forceinline__ void rescale_rows(float *O, int ldo, const float *alpha, int d) {
+    for (int i = threadIdx.x; i < PATH_C * d; i += blockDim.x) O[(i / d) * ldo + i % d] *= alpha[i / d];
+    __syncthreads();
+}
+
+/* Backward tile: S (raw scores) -> P = min(exp(z - lse), 1), 0 on rows past eos and masked keys;
+ * dP (= dO V^T) -> dZ = P (dP - D). One thread per row. */
+static __device__ void softmax_grad_tile(const PathParams &p, float *S, float *dP, int lds, const float *lse, const float *Dv,
+                                  const float *glq, const float *glk, float goff, bool causal, int rows_valid) {
+    __syncthreads();
+    int r = threadIdx.x;
+    if (r < PATH_C) {
+        float *srow = S + r * lds, *drow = dP + r * lds;
+        for (int j = 0; j < PATH_C; j++) {
+            float pr = 0.f;
+            if (r < rows_valid && !(causal && j > r))
+                pr = fminf(__expf(tile_logit(p, srow[j], glq, glk, goff, r, j) - lse[r]), 1.f);
+            srow[j] = pr;
+            drow[j] = pr * (drow[j] - Dv[r]);
+        }
+    }
+    __syncthreads();
+}
+
+/* dG_j -= gscale colsum(dZ) into dst[j] (atomic when several CTAs add to the same block) */
+__device__ __forceinline__ void add_colsum(float *dst, const float *dZ, int lds, float gscale, bool atomic) {
+    __syncthreads();
+    for (int j = threadIdx.x; j < PATH_C; j += blockDim.x) {
+        float s = 0.f;
+        for (int r = 0; r < PATH_C; r++) s += dZ[r * lds + j];
+        if (atomic) atomicAdd(dst + j, -gscale * s);
+        else dst[j] -= gscale * s;
+    }
+    __syncthreads();
+}
+
+/* keep the lower triangle (diagonal included when incl) of a c x c tile, zero the rest */
+__device__ __forceinline__ void tril_tile(float *S, int lds, bool incl) {
+    __syncthreads();
+    for (int i = threadIdx.x; i < PATH_C * PATH_C; i += blockDim.x) {
+        int r = i / PATH_C, j = i % PATH_C;
+        if (j > r || (!incl && j == r)) S[r * lds + j] = 0.f;
+    }
+    __syncthreads();
+}
+
+/* ---- launchers (one per kernel file), all on ctx->stream ---- */
+void path_gate_prep(const GpuCtx *ctx, const PathParams &p, int n_blocks, int n_seqs);
+void path_block_prep(const GpuCtx *ctx, const PathParams &p, int n_blocks);            /* F1 */
+void path_superblock_prep(const GpuCtx *ctx, const PathParams &p, int n_sblocks);      /* F2 */
+void path_coarse_maps(const GpuCtx *ctx, const PathParams &p, int n_sblocks);          /* F3 */
+void path_attn_fwd_launch(const GpuCtx *ctx, const PathParams &p, int n_blocks);       /* F4 */
+void path_bwd_prep(const GpuCtx *ctx, const PathParams &p, long n_tokens);             /* B0 */
+void path_bwd_coarse(const GpuCtx *ctx, const PathParams &p, int n_blocks);            /* B1 */
+void path_bwd_fine(const GpuCtx *ctx, const PathParams &p, int n_blocks);              /* B2 */
+void path_bwd_coarse_maps(const GpuCtx *ctx, const PathParams &p, int n_sblocks);      /* B3 */
+void path_bwd_superblock(const GpuCtx *ctx, const PathParams &p, int n_sblocks);       /* B4 */
+void path_bwd_block(const GpuCtx *ctx, const PathParams &p, int n_blocks);             /* B5 */
+void path_bwd_gate(const GpuCtx *ctx, const PathParams &p, int n_seqs);                /* B6 */
+
+/* Sets the dynamic shared-memory limit of a kernel and launches it. */
+template <typename... Args>
+void launch_smem(const GpuCtx *ctx, const char *name, void (*kernel)(Args...), dim3 grid, long smem, Args... args) {
+    if (smem > 48 * 1024) CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    kernel<<<grid, PATH_THREADS, smem, ctx->stream>>>(args...);
+    LAUNCH_CHECK(ctx, name);
+}
+
+#endif
