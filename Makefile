@@ -39,7 +39,31 @@ TEST_BIN := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 TEST_CHECK_OBJ := $(BUILD)/tests/check.o
 
 .PHONY: all train test clean
+.SECONDARY:
 all: train_cpu
+
+# ---------------------------------------------------------------------------------------------
+# GPU: kernels/*.cu (one translation unit each) and kernels/gpu.c, linked by nvcc
+
+ifneq ($(NVCC),)
+CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
+NVCCFLAGS := $(OPT) -std=c++17 -gencode arch=compute_$(CUDA_ARCH),code=sm_$(CUDA_ARCH) -MMD -MP \
+             -Xcompiler -Wall $(if $(filter 1,$(DEBUG)),-DPATHGPT_DEBUG -lineinfo,-lineinfo)
+GPU_LIB_OBJ := $(patsubst %.cu,$(BUILD)/%.cu.o,$(wildcard kernels/*.cu)) $(BUILD)/kernels/gpu.o
+GPU_LDLIBS := -lcudart -lm $(if $(HAVE_OPENMP),-Xcompiler -fopenmp -lgomp,)
+GPU_TEST_BIN := $(patsubst tests/%.cu,$(BUILD)/tests/%,$(GPU_TEST_SRC))
+GPU_TEST_RUN := $(GPU_TEST_BIN)
+
+$(BUILD)/kernels/gpu.o: CFLAGS += -I$(CUDA_HOME)/include
+$(BUILD)/tests/%_gpu: $(BUILD)/tests/%_gpu.cu.o $(GPU_LIB_OBJ) $(CPU_LIB_OBJ) $(TEST_CHECK_OBJ)
+	$(NVCC) $(NVCCFLAGS) -o $@ $^ $(GPU_LDLIBS)
+
+$(BUILD)/%.cu.o: %.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCCFLAGS) -c $< -o $@
+else
+GPU_TEST_RUN := $(patsubst tests/%.cu,skip:%:nvcc-not-found,$(GPU_TEST_SRC))
+endif
 
 # ---------------------------------------------------------------------------------------------
 # programs
@@ -66,29 +90,6 @@ check_vectors: $(BUILD)/dev/check_vectors.o $(CPU_LIB_OBJ) $(TEST_CHECK_OBJ)
 TOP_TEST := $(patsubst %.c,%,$(wildcard test_gpt2pathattn.c))
 test: $(TEST_BIN) $(TOP_TEST) $(GPU_TEST_BIN)
 	@sh tests/run.sh $(TEST_BIN) $(addprefix ./,$(TOP_TEST)) $(GPU_TEST_RUN)
-
-# ---------------------------------------------------------------------------------------------
-# GPU: kernels/*.cu (one translation unit each) and kernels/gpu.c, linked by nvcc
-
-ifneq ($(NVCC),)
-CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
-NVCCFLAGS := $(OPT) -std=c++17 -gencode arch=compute_$(CUDA_ARCH),code=sm_$(CUDA_ARCH) -MMD -MP \
-             -Xcompiler -Wall $(if $(filter 1,$(DEBUG)),-DPATHGPT_DEBUG -lineinfo,-lineinfo)
-GPU_LIB_OBJ := $(patsubst %.cu,$(BUILD)/%.cu.o,$(wildcard kernels/*.cu)) $(BUILD)/kernels/gpu.o
-GPU_LDLIBS := -lcudart -lm $(if $(HAVE_OPENMP),-Xcompiler -fopenmp -lgomp,)
-GPU_TEST_BIN := $(patsubst tests/%.cu,$(BUILD)/tests/%,$(GPU_TEST_SRC))
-GPU_TEST_RUN := $(GPU_TEST_BIN)
-
-$(BUILD)/kernels/gpu.o: CFLAGS += -I$(CUDA_HOME)/include
-$(BUILD)/tests/%_gpu: $(BUILD)/tests/%_gpu.cu.o $(GPU_LIB_OBJ) $(CPU_LIB_OBJ) $(TEST_CHECK_OBJ)
-	$(NVCC) $(NVCCFLAGS) -o $@ $^ $(GPU_LDLIBS)
-
-$(BUILD)/%.cu.o: %.cu
-	@mkdir -p $(dir $@)
-	$(NVCC) $(NVCCFLAGS) -c $< -o $@
-else
-GPU_TEST_RUN := $(patsubst tests/%.cu,skip:%:nvcc-not-found,$(GPU_TEST_SRC))
-endif
 
 # ---------------------------------------------------------------------------------------------
 # objects
