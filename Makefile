@@ -38,7 +38,7 @@ GPU_TEST_SRC := $(wildcard tests/test_*_gpu.cu)
 TEST_BIN := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 TEST_CHECK_OBJ := $(BUILD)/tests/check.o
 
-.PHONY: all train test clean
+.PHONY: all train test clean lib
 .SECONDARY:
 all: train_cpu
 
@@ -61,7 +61,25 @@ $(BUILD)/tests/%_gpu: $(BUILD)/tests/%_gpu.cu.o $(GPU_LIB_OBJ) $(CPU_LIB_OBJ) $(
 $(BUILD)/%.cu.o: %.cu
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCCFLAGS) -c $< -o $@
+
+# lib: the kernels and the float64 attention oracle as one shared library, for dev/pathattn.py
+# (ctypes: benchmarks and comparisons with PyTorch / FLA in one process)
+SHLIB := $(BUILD)/libpathgpt_cuda.so
+SHLIB_OBJ := $(patsubst %.cu,$(BUILD)/pic/%.cu.o,$(wildcard kernels/*.cu)) \
+             $(patsubst %.c,$(BUILD)/pic/%.o,kernels/gpu.c kernels/attn_dims.c model/attn_ref.c common/util.c)
+lib: $(SHLIB)
+$(SHLIB): $(SHLIB_OBJ)
+	$(NVCC) -shared -o $@ $^ $(GPU_LDLIBS)
+$(BUILD)/pic/%.cu.o: %.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCCFLAGS) -Xcompiler -fPIC -c $< -o $@
+$(BUILD)/pic/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -fPIC -I$(CUDA_HOME)/include -c $< -o $@
 else
+lib:
+	@echo "make lib: nvcc was not found; the shared library of CUDA kernels cannot be built here."
+	@false
 GPU_TEST_RUN := $(patsubst tests/%.cu,skip:%:nvcc-not-found,$(GPU_TEST_SRC))
 endif
 
@@ -90,6 +108,15 @@ check_vectors: $(BUILD)/dev/check_vectors.o $(CPU_LIB_OBJ) $(TEST_CHECK_OBJ)
 TOP_TEST := $(patsubst %.c,%,$(wildcard test_gpt2pathattn.c))
 test: $(TEST_BIN) $(TOP_TEST) $(GPU_TEST_BIN)
 	@sh tests/run.sh $(TEST_BIN) $(addprefix ./,$(TOP_TEST)) $(GPU_TEST_RUN)
+
+# Reference states for test_gpt2pathattn: dev/gpt_ref.py (the model in PyTorch, float64) writes one
+# file per case into build/ref (~4 s); `make test` rewrites them whenever the script changes.
+PYTHON ?= /usr/bin/python3
+REF_STAMP := $(BUILD)/ref/.written
+$(REF_STAMP): dev/gpt_ref.py
+	$(PYTHON) dev/gpt_ref.py $(BUILD)/ref
+	@touch $@
+test: $(REF_STAMP)
 
 # ---------------------------------------------------------------------------------------------
 # objects
