@@ -130,8 +130,10 @@ static void carve_scratch(PathAttn *pa, PathParams &p, long n_tokens, bool backw
     long nb = pa->n_blocks, nsb = pa->n_sblocks, npi = pa->n_pi, H = p.H, Hq = p.Hq, d = p.d, c = PATH_C;
     struct Item { void **ptr; long bytes; };
     std::vector<Item> items = {
-        {(void **)&p.U, nb * H * c * d * 4},      {(void **)&p.Khat, nb * H * c * d * 4},
-        {(void **)&p.Ktil, nb * H * c * d * 4},   {(void **)&p.Bm, nb * H * c * c * 4},
+        {(void **)&p.U, nb * H * c * d * 4},      {(void **)&p.U16, nb * H * c * d * 2},
+        {(void **)&p.W16, nb * H * c * d * 2},    {(void **)&p.Khat16, nb * H * c * d * 2},
+        {(void **)&p.Ktil16, nb * H * c * d * 2}, {(void **)&p.Bm, nb * H * c * c * 4},
+        {(void **)&p.Bm16, nb * H * c * c * 2},
         {(void **)&p.Pm, nsb * H * d * d * 4},    {(void **)&p.Pi, npi * H * d * d * 4},
         {(void **)&p.Gl, nb * Hq * c * 4},        {(void **)&p.Go, nb * Hq * 8},
     };
@@ -163,6 +165,7 @@ static PathParams make_params(PathAttn *pa, const AttnDims *dims, const void *q,
     build_geometry(pa, dims);
     PathParams p;
     memset(&p, 0, sizeof p);
+    p.n_tokens = dims->n_tokens;
     p.Hq = dims->Hq;
     p.H = dims->H;
     p.d = dims->d;

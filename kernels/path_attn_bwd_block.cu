@@ -89,7 +89,7 @@ static __device__ void diagonal_backward(const PathParams &p, BlockTiles &t, con
     /* recompute the tile as the forward did */
     cta_gemm<PREC_F16, STORE_SET>(PATH_C, PATH_C, d, 1.f, mat(t.Q, lh), mat(t.W, lw, true), t.QW, lc);
     tril_tile(t.QW, lc, true);
-    cta_gemm<PREC_F16, STORE_SET>(PATH_C, PATH_C, d, 1.f, mat(t.Q, lh), mat(t.K, lh, true), t.S, lc);
+    cta_gemm<PREC_BF16, STORE_SET>(PATH_C, PATH_C, d, 1.f, mat(t.Q, lh), mat(t.K, lh, true), t.S, lc);
     cta_gemm<PREC_F16, STORE_ADD>(PATH_C, PATH_C, PATH_C, -1.f, mat(t.QW, lc), mat(Bm, PATH_C), t.S, lc);
     cta_gemm<PREC_BF16, STORE_SET>(PATH_C, PATH_C, d, 1.f, mat(t.dO, lh), mat(t.V, lh, true), t.dP, lc);
     softmax_grad_tile(p, t.S, t.dP, lc, t.lse, t.Dv, t.gl, t.gl, 0.f, true, sq.eos - t0);

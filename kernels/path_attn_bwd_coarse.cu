@@ -33,7 +33,7 @@ static __global__ void bwd_coarse_kernel(PathParams p) {
     float *lse = sc.take<float>(PATH_C), *Dv = sc.take<float>(PATH_C), *glq = sc.take<float>(PATH_C);
     float *glk = sc.take<float>(PATH_C);
 
-    load_tile(Kt, lw, p.Ktil + tcdJ, PATH_C, d);
+    load_tile(Kt, lw, p.Ktil16 + tcdJ, PATH_C, d);
     load_rows(Vt, lh, p.v + (long)h * d, kv_stride, sq.bos + J * PATH_C, sq.eos, d);
     for (int a = b + 1; a < sq.M; a++) {
         const float *Pi = p.Pi + (pi_entry(sq.pi_base, b, a) * p.H + h) * d * d;

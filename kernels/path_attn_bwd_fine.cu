@@ -82,7 +82,7 @@ static __global__ void bwd_fine_kernel(PathParams p) {
         __syncthreads();
         load_tile(XJ, lh, states + (long)(I - 1 - J) * cd, PATH_C, d);
         load_wu(p, sq, J, h, Wt, Ut);
-        load_tile(Kh, lh, p.Khat + tcd, PATH_C, d);
+        load_tile(Kh, lh, p.Khat16 + tcd, PATH_C, d);
         load_rows(Vt, lh, p.v + (long)h * d, kv_stride, sq.bos + J * PATH_C, sq.eos, d);
         if (p.has_g)
             for (int r = threadIdx.x; r < PATH_C; r += blockDim.x) glk[r] = p.Gl[(gbJ * p.Hq + hq) * PATH_C + r];

@@ -45,7 +45,8 @@ static __global__ void bwd_superblock_kernel(PathParams p) {
     for (int i = threadIdx.x; i < d * d; i += blockDim.x) dR[(i / d) * lw + i % d] = dPm[(i % d) * d + i / d];
     for (int J = m * p.s; J < min(m * p.s + p.s, sq.nblk); J++) {
         long gb = sq.block_base + J, tcd = (gb * p.H + h) * cd;
-        const float *R = p.R + (gb * p.H + h) * dd, *U = p.U + tcd, *Kh = p.Khat + tcd, *dKt = p.dKtil + tcd;
+        const float *R = p.R + (gb * p.H + h) * dd, *U = p.U + tcd, *dKt = p.dKtil + tcd;
+        const __half *Kh = p.Khat16 + tcd;
         if (p.has_w) load_rows(W, lw, p.w + (long)h * d, (long)p.H * d, sq.bos + J * PATH_C, sq.eos, d);
         else for (int i = threadIdx.x; i < PATH_C * lw; i += blockDim.x) W[i] = 0.f;
         cta_gemm<PREC_BF16X3, STORE_SET>(d, d, d, 1.f, mat(R, d), mat(dR, lw, true), dP, lw);

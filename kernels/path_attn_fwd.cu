@@ -1,142 +1,281 @@
 /* path_attn_fwd.cu: PaTH attention forward, kernel F4 of doc/PATH_ALGORITHM.md section 3.
  *   s_ij = q_i^T H_i .. H_{j+1} k_j,  z_ij = scale s_ij + gscale (G_i - G_j),
  *   o_i = sum_j softmax_j(z_i.) v_j,  lse_i = log sum_j exp z_ij
- * One CTA per (query block I, query head), FlashAttention-2's online softmax in fp32:
+ * One CTA per (query block I, query head); each of its 4 warps owns 16 query rows and keeps, in
+ * registers, the query state X (fp32), the output accumulator and the softmax statistics
+ * (FlashAttention-2): rows never interact, so no barrier guards anything but the shared tiles.
  *   prologue  QW = tril(Q W_I^T); S = Q K_I^T - QW Bm_I (causal); X = Q - QW U_I   (= Q^)
  *   fine      J = I-1 .. J0 (same superblock): S = X Khat_J^T; X <- X - (X W_J^T) U_J
  *   store     Qleft_I = X (fp16, saved for the backward)
- *   coarse    b = a-1 .. 0: Xb = Qleft_I Pi[b, a] (Pi split hi + lo); S = Xb Ktil_J^T for J in b
+ *   coarse    b = a-1 .. 0: Xb = Qleft_I Pi[b, a] (Pi as fp16 hi + lo); S = Xb Ktil_J^T, J in b
  *   epilogue  o = acc / l, lse = m + log l
- * in : q (N,Hq,d) bf16, v (N,H,d) bf16, k through Khat/Ktil/Bm/U of F1-F3 (and raw k for the
- *      diagonal), w (N,H,d) f32, Gl/Go gate blocks
+ * in : q (N,Hq,d) bf16, v (N,H,d) bf16, raw k for the diagonal tile, and from F1-F3 (block layout,
+ *      16-bit): W16, U16, Bm16, Khat16, Ktil16; Pi (f32); the gate blocks Gl, Go
  * out: o (N,Hq,d) bf16, lse (N,Hq) f32, qleft (N,Hq,d) f16
- * Operands: fp16 for Q, X, K, W, U (contractions bound them), bf16 for P V (section 7).
- * Shared memory ~150 KB at d = 128 (fp32 X and O, 16-bit operand tiles, three c x c tiles).
+ * Operands: Q K^T in bf16 (q, k are bf16: exact); X, W, U, Bm, Khat, Ktil in fp16; P V in bf16.
+ * Tiles arrive by cp.async, the next key block's while the current one is used. Shared memory at
+ * d = 128: two K/V/W/U buffer sets (140 KB), Bm, Pi hi/lo (70 KB).
  * Checked by tests/test_path_attn_gpu.cu against model/attn_ref.c. */
+#include "mma_frag.cuh"
 #include "path_attn_internal.cuh"
 
-struct FwdTiles {
-    float *X, *O, *S, *T, *Bt, *Xb; /* fp32: queries, accumulator, scores, QW / X W^T, Bm, coarse queries */
-    __half *Kt, *Wt, *Ut;          /* fp16 operand tiles */
-    bf16 *Vt;
-    float *m, *l, *alpha, *glq, *glk;
+#define LOG2E 1.4426950408889634f
+
+template <int D>
+struct FwdSmem {
+    static constexpr int LD = D + 8, LDC = PATH_C + 8;
+    __half K[2][PATH_C * LD], V[2][PATH_C * LD], W[2][PATH_C * LD], U[2][PATH_C * LD];
+    __half Bm[PATH_C * LDC];
+    __half Pih[D * LD], Pil[D * LD];
+    float glk[2][PATH_C];
 };
 
-static long fwd_smem_bytes(int d) {
-    return 2 * tile32_bytes(PATH_C, d) + 3 * tile32_bytes(PATH_C, PATH_C) + 2 * tile16_bytes(PATH_C, d) +
-           2 * tile16_bytes(PATH_C, d) + 5 * PATH_C * 4;
+/* Online softmax of one 16 x 64 score tile per warp (rows g, g+8 of the warp): S becomes P,
+ * m (log2 domain) and the thread's partial row sums l update, O rescales. */
+template <int NTD>
+__device__ __forceinline__ void softmax_update(const PathParams &p, float S[8][4], float O[NTD][4], float m[2], float l[2],
+                                               const float gq[2], const float *glk, float goff, int row0, bool causal) {
+    const float sl = p.scale * LOG2E, gl = p.gscale * LOG2E;
+    int t = threadIdx.x % 4;
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+        float mx = -INFINITY;
+#pragma unroll
+        for (int j = 0; j < 8; j++)
+#pragma unroll
+            for (int e = 0; e < 2; e++) {
+                int col = 8 * j + 2 * t + e;
+                float z = sl * S[j][2 * h + e];
+                if (p.has_g) z += gl * (gq[h] - glk[col] + goff);
+                if (causal && col > row0 + 8 * h) z = -INFINITY;
+                S[j][2 * h + e] = z;
+                mx = fmaxf(mx, z);
+            }
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+        float mnew = fmaxf(m[h], mx);
+        float alpha = exp2f(m[h] - mnew);
+        float sum = 0.f;
+#pragma unroll
+        for (int j = 0; j < 8; j++)
+#pragma unroll
+            for (int e = 0; e < 2; e++) {
+                float pr = exp2f(S[j][2 * h + e] - mnew);
+                S[j][2 * h + e] = pr;
+                sum += pr;
+            }
+        l[h] = alpha * l[h] + sum;
+        m[h] = mnew;
+#pragma unroll
+        for (int j = 0; j < NTD; j++) {
+            O[j][2 * h] *= alpha;
+            O[j][2 * h + 1] *= alpha;
+        }
+    }
 }
 
-static __device__ FwdTiles carve_fwd(char *smem, int d) {
-    SmemCarver sc{smem};
-    FwdTiles t;
-    t.X = sc.take<float>(PATH_C * ld32(d));
-    t.O = sc.take<float>(PATH_C * ld32(d));
-    t.S = sc.take<float>(PATH_C * ld32(PATH_C));
-    t.T = sc.take<float>(PATH_C * ld32(PATH_C));
-    t.Bt = sc.take<float>(PATH_C * ld32(PATH_C));
-    t.Kt = sc.take<__half>(PATH_C * ld16(d));
-    t.Vt = sc.take<bf16>(PATH_C * ld16(d));
-    /* W and U (fine phase) share their space with Xb (coarse phase): 2 c (d+8) halves >= c (d+4) floats */
-    t.Wt = sc.take<__half>(PATH_C * ld16(d));
-    t.Ut = sc.take<__half>(PATH_C * ld16(d));
-    t.Xb = reinterpret_cast<float *>(t.Wt);
-    t.m = sc.take<float>(PATH_C);
-    t.l = sc.take<float>(PATH_C);
-    t.alpha = sc.take<float>(PATH_C);
-    t.glq = sc.take<float>(PATH_C);
-    t.glk = sc.take<float>(PATH_C);
-    return t;
+/* O += P V for the warp's 16 rows: P from the score registers (bf16), V from shared */
+template <int D>
+__device__ __forceinline__ void add_pv(float S[8][4], float O[D / 8][4], const __half *V) {
+    uint32_t pa[4][4];
+    acc_to_a<4, true>(S, pa);
+    mma_kn<4, D / 8, true>(O, pa, V, D + 8);
 }
 
-/* scores in t.S (raw) -> online softmax update with values t.Vt */
-static __device__ void attend(const PathParams &p, FwdTiles &t, float goff, bool causal) {
-    int d = p.d;
-    softmax_tile_update(p, t.S, ld32(PATH_C), t.m, t.l, t.alpha, t.glq, t.glk, goff, causal);
-    rescale_rows(t.O, ld32(d), t.alpha, d);
-    cta_gemm<PREC_BF16, STORE_ADD>(PATH_C, d, PATH_C, 1.f, mat(t.S, ld32(PATH_C)), mat(t.Vt, ld16(d)), t.O, ld32(d));
+/* loads of one key block into buffer set k: K (from kp, token or block layout), V, and when w/u
+ * are given W16, U16; the gate column sums of the block */
+template <int D>
+__device__ __forceinline__ void load_keys(FwdSmem<D> &sm, int k, const PathParams &p, const void *kp, long kstride,
+                                          int kvalid, const bf16 *vp, int vvalid, const __half *w16,
+                                          const __half *u16, long gb, int hq) {
+    load_tile_async<PATH_C, D>(sm.K[k], kp, kstride, kvalid);
+    load_tile_async<PATH_C, D>(sm.V[k], vp, (long)p.H * D, vvalid);
+    if (w16) load_tile_async<PATH_C, D>(sm.W[k], w16, D, PATH_C);
+    if (u16) load_tile_async<PATH_C, D>(sm.U[k], u16, D, PATH_C);
+    if (p.has_g)
+        for (int r = threadIdx.x; r < PATH_C; r += blockDim.x) sm.glk[k][r] = p.Gl[(gb * p.Hq + hq) * PATH_C + r];
+    cp_async_commit();
 }
 
-static __device__ void load_gate_block(const PathParams &p, float *gl, long gb, int hq) {
-    if (!p.has_g) return;
-    for (int r = threadIdx.x; r < PATH_C; r += blockDim.x) gl[r] = p.Gl[(gb * p.Hq + hq) * PATH_C + r];
-}
-
-static __device__ float gate_offset(const PathParams &p, long gbI, long gbJ, int hq) {
-    return p.has_g ? (float)(p.Go[gbI * p.Hq + hq] - p.Go[gbJ * p.Hq + hq]) : 0.f;
-}
-
-static __global__ void attn_fwd_kernel(PathParams p) {
-    extern __shared__ __align__(16) char smem[];
+template <int D>
+__global__ void __launch_bounds__(PATH_THREADS, 1) attn_fwd_kernel(PathParams p) {
+    constexpr int NTD = D / 8, KSD = D / 16, LD = D + 8;
+    extern __shared__ __align__(16) char smem_raw[];
+    FwdSmem<D> &sm = *reinterpret_cast<FwdSmem<D> *>(smem_raw);
     int2 item = p.blocks[blockIdx.x];
     SeqGeo sq = p.seqs[item.x];
-    int d = p.d, hq = blockIdx.y, h = hq / (p.Hq / p.H), I = item.y, a = I / p.s, J0 = a * p.s;
-    int t0 = sq.bos + I * PATH_C;
+    int hq = blockIdx.y, h = hq / (p.Hq / p.H), I = item.y, a = I / p.s, J0 = a * p.s;
+    int t0 = sq.bos + I * PATH_C, n_tok_left = p.n_tokens - t0;
     long gbI = sq.block_base + I;
-    const long kv_stride = (long)p.H * d, q_stride = (long)p.Hq * d;
-    const int lw = ld32(d), lc = ld32(PATH_C), lh = ld16(d);
-    FwdTiles t = carve_fwd(smem, d);
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+    int row0 = 16 * warp + g; /* this thread's rows: row0, row0 + 8 */
+    const long cd = (long)PATH_C * D;
+    auto kvtile = [&](const void *base, long gb) { return (const __half *)base + (gb * p.H + h) * cd; };
 
-    load_rows(t.X, lw, p.q + (long)hq * d, q_stride, t0, sq.eos, d);
-    for (int i = threadIdx.x; i < PATH_C * lw; i += blockDim.x) t.O[i] = 0.f;
-    for (int r = threadIdx.x; r < PATH_C; r += blockDim.x) { t.m[r] = -INFINITY; t.l[r] = 0.f; }
-    load_gate_block(p, t.glq, gbI, hq);
+    /* prologue tiles: raw K and V of block I, W16, U16, Bm16 */
+    load_keys<D>(sm, 0, p, p.k + (long)t0 * p.H * D + (long)h * D, (long)p.H * D, n_tok_left,
+                 p.v + (long)t0 * p.H * D + (long)h * D, n_tok_left, kvtile(p.W16, gbI), kvtile(p.U16, gbI), gbI, hq);
+    load_tile_async<PATH_C, PATH_C>(sm.Bm, p.Bm16 + (gbI * p.H + h) * PATH_C * PATH_C, PATH_C, PATH_C);
+    cp_async_commit();
 
-    /* prologue: the diagonal tile and Q^ */
-    long tcdI = (gbI * p.H + h) * PATH_C * d;
-    if (p.has_w) load_rows(t.Wt, lh, p.w + (long)h * d, kv_stride, t0, sq.eos, d);
-    else for (int i = threadIdx.x; i < PATH_C * lh; i += blockDim.x) t.Wt[i] = __float2half(0.f);
-    load_tile(t.Ut, lh, p.U + tcdI, PATH_C, d);
-    load_rows(t.Kt, lh, p.k + (long)h * d, kv_stride, t0, sq.eos, d);
-    load_rows(t.Vt, lh, p.v + (long)h * d, kv_stride, t0, sq.eos, d);
-    load_tile(t.Bt, lc, p.Bm + (gbI * p.H + h) * PATH_C * PATH_C, PATH_C, PATH_C);
-    cta_gemm<PREC_F16, STORE_SET>(PATH_C, PATH_C, d, 1.f, mat(t.X, lw), mat(t.Wt, lh, true), t.T, lc);
-    tril_tile(t.T, lc, true);
-    cta_gemm<PREC_F16, STORE_SET>(PATH_C, PATH_C, d, 1.f, mat(t.X, lw), mat(t.Kt, lh, true), t.S, lc);
-    cta_gemm<PREC_F16, STORE_ADD>(PATH_C, PATH_C, PATH_C, -1.f, mat(t.T, lc), mat(t.Bt, lc), t.S, lc);
-    for (int r = threadIdx.x; r < PATH_C; r += blockDim.x) t.glk[r] = t.glq[r];
-    attend(p, t, 0.f, true);
-    cta_gemm<PREC_F16, STORE_ADD>(PATH_C, d, PATH_C, -1.f, mat(t.T, lc), mat(t.Ut, lh), t.X, lw);
+    float X[NTD][4], O[NTD][4], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f}, gq[2] = {0.f, 0.f};
+    zero_acc<NTD>(O);
+#pragma unroll
+    for (int j = 0; j < NTD; j++)
+#pragma unroll
+        for (int h2 = 0; h2 < 2; h2++) {
+            int r = row0 + 8 * h2;
+            float2 x = make_float2(0.f, 0.f);
+            if (t0 + r < sq.eos)
+                x = __bfloat1622float2(*(const __nv_bfloat162 *)(p.q + ((long)(t0 + r) * p.Hq + hq) * D + 8 * j + 2 * t));
+            X[j][2 * h2] = x.x;
+            X[j][2 * h2 + 1] = x.y;
+        }
+    if (p.has_g)
+        for (int h2 = 0; h2 < 2; h2++) gq[h2] = p.Gl[(gbI * p.Hq + hq) * PATH_C + row0 + 8 * h2];
+    cp_async_wait<0>();
+    __syncthreads();
 
-    /* fine pairs: earlier blocks of the same superblock, the query state carried block by block */
-    for (int J = I - 1; J >= J0; J--) {
-        long gbJ = sq.block_base + J, tcd = (gbJ * p.H + h) * PATH_C * d;
-        int tJ = sq.bos + J * PATH_C;
-        load_tile(t.Kt, lh, p.Khat + tcd, PATH_C, d);
-        load_rows(t.Vt, lh, p.v + (long)h * d, kv_stride, tJ, sq.eos, d);
-        if (p.has_w) load_rows(t.Wt, lh, p.w + (long)h * d, kv_stride, tJ, sq.eos, d);
-        load_tile(t.Ut, lh, p.U + tcd, PATH_C, d);
-        load_gate_block(p, t.glk, gbJ, hq);
-        cta_gemm<PREC_F16, STORE_SET>(PATH_C, PATH_C, d, 1.f, mat(t.X, lw), mat(t.Kt, lh, true), t.S, lc);
-        attend(p, t, gate_offset(p, gbI, gbJ, hq), false);
-        cta_gemm<PREC_F16, STORE_SET>(PATH_C, PATH_C, d, 1.f, mat(t.X, lw), mat(t.Wt, lh, true), t.T, lc);
-        cta_gemm<PREC_F16, STORE_ADD>(PATH_C, d, PATH_C, -1.f, mat(t.T, lc), mat(t.Ut, lh), t.X, lw);
+    /* prologue: diagonal tile and Q^ */
+    {
+        uint32_t xa[KSD][4], qa[KSD][4];
+        acc_to_a<KSD, false>(X, xa);
+        acc_to_a<KSD, true>(X, qa);
+        float QW[8][4], S[8][4];
+        zero_acc<8>(QW);
+        mma_nk<KSD, 8, false>(QW, xa, sm.W[0], LD);
+#pragma unroll
+        for (int j = 0; j < 8; j++) /* tril, diagonal included */
+#pragma unroll
+            for (int e = 0; e < 4; e++)
+                if (8 * j + 2 * t + (e & 1) > row0 + 8 * (e >> 1)) QW[j][e] = 0.f;
+        uint32_t qwa[4][4];
+        acc_to_a<4, false>(QW, qwa, -1.f);
+        zero_acc<8>(S);
+        mma_nk<KSD, 8, true>(S, qa, sm.K[0], LD);
+        mma_kn<4, 8, false>(S, qwa, sm.Bm, PATH_C + 8);
+        softmax_update<NTD>(p, S, O, m, l, gq, sm.glk[0], 0.f, row0, true);
+        add_pv<D>(S, O, sm.V[0]);
+        mma_kn<4, NTD, false>(X, qwa, sm.U[0], LD);
     }
-    store_rows(p.qleft + (long)hq * d, q_stride, t0, sq.eos, t.X, lw, d);
 
-    /* coarse pairs: whole earlier superblocks, through the map Pi[b, a] */
-    for (int b = a - 1; b >= 0; b--) {
-        const float *Pi = p.Pi + (pi_entry(sq.pi_base, b, a) * p.H + h) * d * d;
-        cta_gemm<PREC_F16_SPLITB, STORE_SET>(PATH_C, d, d, 1.f, mat(t.X, lw), mat(Pi, d), t.Xb, lw);
-        for (int J = b * p.s; J < b * p.s + p.s; J++) {
-            long gbJ = sq.block_base + J, tcd = (gbJ * p.H + h) * PATH_C * d;
-            load_tile(t.Kt, lh, p.Ktil + tcd, PATH_C, d);
-            load_rows(t.Vt, lh, p.v + (long)h * d, kv_stride, sq.bos + J * PATH_C, sq.eos, d);
-            load_gate_block(p, t.glk, gbJ, hq);
-            cta_gemm<PREC_F16, STORE_SET>(PATH_C, PATH_C, d, 1.f, mat(t.Xb, lw), mat(t.Kt, lh, true), t.S, lc);
-            attend(p, t, gate_offset(p, gbI, gbJ, hq), false);
+    /* fine pairs: J = I-1 .. J0, the query state carried block by block */
+    int buf = 0;
+    auto load_fine = [&](int J, int k) {
+        long gbJ = sq.block_base + J;
+        load_keys<D>(sm, k, p, kvtile(p.Khat16, gbJ), D, PATH_C, p.v + (long)(sq.bos + J * PATH_C) * p.H * D + (long)h * D,
+                     PATH_C, kvtile(p.W16, gbJ), kvtile(p.U16, gbJ), gbJ, hq);
+    };
+    __syncthreads();
+    if (I - 1 >= J0) load_fine(I - 1, 0);
+    for (int J = I - 1; J >= J0; J--) {
+        if (J - 1 >= J0) {
+            load_fine(J - 1, buf ^ 1);
+            cp_async_wait<1>();
+        } else {
+            cp_async_wait<0>();
+        }
+        __syncthreads();
+        long gbJ = sq.block_base + J;
+        float goff = p.has_g ? (float)(p.Go[gbI * p.Hq + hq] - p.Go[gbJ * p.Hq + hq]) : 0.f;
+        uint32_t xa[KSD][4];
+        acc_to_a<KSD, false>(X, xa);
+        float S[8][4], T[8][4];
+        zero_acc<8>(S);
+        mma_nk<KSD, 8, false>(S, xa, sm.K[buf], LD);
+        softmax_update<NTD>(p, S, O, m, l, gq, sm.glk[buf], goff, row0, false);
+        add_pv<D>(S, O, sm.V[buf]);
+        zero_acc<8>(T);
+        mma_nk<KSD, 8, false>(T, xa, sm.W[buf], LD);
+        uint32_t ta[4][4];
+        acc_to_a<4, false>(T, ta, -1.f);
+        mma_kn<4, NTD, false>(X, ta, sm.U[buf], LD);
+        __syncthreads(); /* buffer buf is refilled next */
+        buf ^= 1;
+    }
+
+    /* Qleft_I = X, fp16 */
+#pragma unroll
+    for (int j = 0; j < NTD; j++)
+#pragma unroll
+        for (int h2 = 0; h2 < 2; h2++) {
+            int r = row0 + 8 * h2;
+            if (t0 + r < sq.eos)
+                *(__half2 *)(p.qleft + ((long)(t0 + r) * p.Hq + hq) * D + 8 * j + 2 * t) =
+                    __floats2half2_rn(X[j][2 * h2], X[j][2 * h2 + 1]);
+        }
+
+    /* coarse pairs: key blocks of earlier superblocks b, through Pi[b, a] */
+    if (a > 0) {
+        uint32_t qla[KSD][4];
+        acc_to_a<KSD, false>(X, qla);
+        uint32_t xba[KSD][4];
+        int n_keys = a * p.s; /* key blocks 0 .. a s - 1, visited from the last down */
+        auto load_coarse = [&](int J, int k) {
+            long gbJ = sq.block_base + J;
+            load_keys<D>(sm, k, p, kvtile(p.Ktil16, gbJ), D, PATH_C,
+                         p.v + (long)(sq.bos + J * PATH_C) * p.H * D + (long)h * D, PATH_C, nullptr, nullptr, gbJ, hq);
+        };
+        load_coarse(n_keys - 1, buf);
+        for (int J = n_keys - 1; J >= 0; J--) {
+            int b = J / p.s;
+            if (J % p.s == p.s - 1) { /* entering superblock b: Xb = Qleft Pi[b, a] */
+                const float *Pi = p.Pi + (pi_entry(sq.pi_base, b, a) * p.H + h) * D * D;
+                for (int i = threadIdx.x; i < D * D; i += blockDim.x) {
+                    float x = Pi[i];
+                    __half hi = __float2half_rn(x);
+                    sm.Pih[(i / D) * LD + i % D] = hi;
+                    sm.Pil[(i / D) * LD + i % D] = __float2half_rn(x - __half2float(hi));
+                }
+                __syncthreads();
+                float Xb[NTD][4];
+                zero_acc<NTD>(Xb);
+                mma_kn<KSD, NTD, false>(Xb, qla, sm.Pih, LD);
+                mma_kn<KSD, NTD, false>(Xb, qla, sm.Pil, LD);
+                acc_to_a<KSD, false>(Xb, xba);
+            }
+            if (J > 0) {
+                load_coarse(J - 1, buf ^ 1);
+                cp_async_wait<1>();
+            } else {
+                cp_async_wait<0>();
+            }
+            __syncthreads();
+            long gbJ = sq.block_base + J;
+            float goff = p.has_g ? (float)(p.Go[gbI * p.Hq + hq] - p.Go[gbJ * p.Hq + hq]) : 0.f;
+            float S[8][4];
+            zero_acc<8>(S);
+            mma_nk<KSD, 8, false>(S, xba, sm.K[buf], LD);
+            softmax_update<NTD>(p, S, O, m, l, gq, sm.glk[buf], goff, row0, false);
+            add_pv<D>(S, O, sm.V[buf]);
+            __syncthreads();
+            buf ^= 1;
         }
     }
 
-    /* epilogue */
-    for (int i = threadIdx.x; i < PATH_C * d; i += blockDim.x) {
-        int r = i / d, e = i % d;
-        if (t0 + r < sq.eos) p.out[((long)(t0 + r) * p.Hq + hq) * d + e] = __float2bfloat16_rn(t.O[r * lw + e] / t.l[r]);
+    /* epilogue: full row sums, o = O / l, lse = (m + log2 l) ln 2 */
+#pragma unroll
+    for (int h2 = 0; h2 < 2; h2++) {
+        l[h2] += __shfl_xor_sync(0xffffffffu, l[h2], 1);
+        l[h2] += __shfl_xor_sync(0xffffffffu, l[h2], 2);
+        int r = row0 + 8 * h2;
+        if (t0 + r >= sq.eos) continue;
+        float inv = 1.f / l[h2];
+#pragma unroll
+        for (int j = 0; j < NTD; j++)
+            *(__nv_bfloat162 *)(p.out + ((long)(t0 + r) * p.Hq + hq) * D + 8 * j + 2 * t) =
+                __floats2bfloat162_rn(O[j][2 * h2] * inv, O[j][2 * h2 + 1] * inv);
+        if (t == 0) p.lse_out[(long)(t0 + r) * p.Hq + hq] = (m[h2] + log2f(l[h2])) / LOG2E;
     }
-    for (int r = threadIdx.x; r < PATH_C; r += blockDim.x)
-        if (t0 + r < sq.eos) p.lse_out[(long)(t0 + r) * p.Hq + hq] = t.m[r] + logf(t.l[r]);
+}
+
+template <int D>
+static void launch_fwd(const GpuCtx *ctx, const PathParams &p, int n_blocks) {
+    launch_smem(ctx, "attn_fwd_kernel", attn_fwd_kernel<D>, dim3(n_blocks, p.Hq), (long)sizeof(FwdSmem<D>), p);
 }
 
 void path_attn_fwd_launch(const GpuCtx *ctx, const PathParams &p, int n_blocks) {
-    launch_smem(ctx, "attn_fwd_kernel", attn_fwd_kernel, dim3(n_blocks, p.Hq), fwd_smem_bytes(p.d), p);
+    if (p.d == 32) launch_fwd<32>(ctx, p, n_blocks);
+    else if (p.d == 64) launch_fwd<64>(ctx, p, n_blocks);
+    else launch_fwd<128>(ctx, p, n_blocks);
 }

@@ -10,8 +10,9 @@
  * backward tile sets P = 0 on query rows past eos.
  *
  * Scratch layouts (fp32 unless said; kv head h of H, query head hq of Hq):
- *   per block and kv head, c x d:  U, Khat, Ktil, dU, dW, dKhat, dKtil, dV   at ((gb H + h) c d)
- *   per block and kv head, c x c:  A, Bm                                      at ((gb H + h) c c)
+ *   per block and kv head, c x d:  U, dU, dW, dKhat, dKtil, dV; fp16: U16, W16 (w, zero past eos),
+ *                                  Khat16, Ktil16                             at ((gb H + h) c d)
+ *   per block and kv head, c x c:  A, Bm; fp16 Bm16                           at ((gb H + h) c c)
  *   per block and kv head, d x d:  R (backward only)                          at ((gb H + h) d d)
  *   per superblock and kv head, d x d: Pm, dPm                                at ((sb H + h) d d)
  *   Pi, dPi: per sequence M(M+1)/2 maps, entry pi_index(b, a) = a(a-1)/2 + b, at ((pi_base + e) H + h) d d
@@ -43,6 +44,7 @@ struct SeqGeo {
 
 /* Everything a kernel needs, passed by value. Pointers are device memory. */
 struct PathParams {
+    int n_tokens;                     /* N: rows of the token-layout tensors */
     int Hq, H, d, s;
     float scale, gscale;              /* logits: scale q.k + gscale (G_i - G_j) */
     int has_w, has_g;
@@ -62,7 +64,8 @@ struct PathParams {
     bf16 *dq, *dk, *dv;
     float *dw, *dbeta, *dg;
     /* scratch */
-    float *U, *Khat, *Ktil, *A, *Bm, *R, *Pm, *Pi;
+    float *U, *A, *Bm, *R, *Pm, *Pi;  /* fp32 factors (the d x d chains and the backward) */
+    __half *U16, *W16, *Bm16, *Khat16, *Ktil16; /* fp16 operand copies for the attention loops */
     float *Gl;
     double *Go;
     float *D, *dQleft, *dQhat, *dU, *dW, *dKhat, *dKtil, *dV, *dPi, *dPm, *dG;
@@ -114,6 +117,11 @@ __device__ void load_tile(TD *dst, int ldd, const TS *src, int rows, int cols) {
 /* dense scratch tile (leading dim cols) <- src (rows x cols, leading dim lds) */
 __device__ __forceinline__ void store_tile(float *dst, const float *src, int lds, int rows, int cols) {
     for (int i = threadIdx.x; i < rows * cols; i += blockDim.x) dst[i] = src[(i / cols) * lds + i % cols];
+}
+
+/* dense fp16 scratch tile <- src (rows x cols fp32, leading dim lds) */
+__device__ __forceinline__ void store_tile16(__half *dst, const float *src, int lds, int rows, int cols) {
+    for (int i = threadIdx.x; i < rows * cols; i += blockDim.x) dst[i] = from_f32<__half>(src[(i / cols) * lds + i % cols]);
 }
 
 /* token-layout rows t0.. (valid rows only) <- src tile */

@@ -117,8 +117,11 @@ static __global__ void block_prep_kernel(PathParams p) {
 
     long tcd = ((long)gb * p.H + h) * PATH_C * d, tcc = ((long)gb * p.H + h) * PATH_C * PATH_C;
     store_tile(p.U + tcd, U, lw, PATH_C, d);
-    store_tile(p.Khat + tcd, K, lw, PATH_C, d);
     store_tile(p.Bm + tcc, Bm, lc, PATH_C, PATH_C);
+    store_tile16(p.U16 + tcd, U, lw, PATH_C, d);
+    store_tile16(p.W16 + tcd, W, lw, PATH_C, d);
+    store_tile16(p.Khat16 + tcd, K, lw, PATH_C, d);
+    store_tile16(p.Bm16 + tcc, Bm, lc, PATH_C, PATH_C);
     if (p.store_backward_factors) store_tile(p.A + tcc, A, lc, PATH_C, PATH_C);
 }
 
@@ -145,11 +148,11 @@ static __global__ void superblock_prep_kernel(PathParams p) {
         long gb = sq.block_base + J, tcd = (gb * p.H + h) * PATH_C * d;
         load_block_wkb(p, sq, J, h, W, nullptr, b);
         load_tile(U, lw, p.U + tcd, PATH_C, d);
-        load_tile(Kh, lw, p.Khat + tcd, PATH_C, d);
+        load_tile(Kh, lw, p.Khat16 + tcd, PATH_C, d);
         __syncthreads();
         if (p.store_backward_factors) store_tile(p.R + (gb * p.H + h) * d * d, R, lw, d, d);
         cta_gemm<PREC_BF16X3, STORE_SET>(PATH_C, d, d, 1.f, mat(Kh, lw), mat(R, lw), T1, lw);
-        store_tile(p.Ktil + tcd, T1, lw, PATH_C, d);
+        store_tile16(p.Ktil16 + tcd, T1, lw, PATH_C, d);
         cta_gemm<PREC_BF16X3, STORE_SET>(PATH_C, d, d, 1.f, mat(W, lw), mat(R, lw), T1, lw);
         cta_gemm<PREC_BF16X3, STORE_ADD>(d, d, PATH_C, -1.f, mat(U, lw, true), mat(T1, lw), R, lw);
     }
