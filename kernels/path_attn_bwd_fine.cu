@@ -11,6 +11,7 @@
  * The adds into dU, dW, dKhat, dV, dG of block J are fp32 atomics (the superblock's query blocks and
  * the group's query heads add to the same tiles). Gradient operands are bf16, never fp16.
  * Checked by tests/test_path_attn_gpu.cu against model/attn_ref.c. */
+#include "mma_frag.cuh"
 #include "path_attn_internal.cuh"
 
 static long bwd_fine_smem_bytes(int d) {
@@ -105,6 +106,250 @@ static __global__ void bwd_fine_kernel(PathParams p) {
     store_tile(dQhat, Gd, lw, PATH_C, d);
 }
 
+/* ---------------------------------------------------------------------------------------------
+ * d <= 64: each warp owns 16 query rows and keeps their state X (recompute) and adjoint Gd in
+ * registers; the sums over query rows (dU, dW, dV, dKhat) go through shared memory as bf16 tiles
+ * and are split by output rows between the warps, then added with fp32 atomics. */
+
+template <int D>
+struct FineSmem {
+    static constexpr int LD = D + 8, LDC = PATH_C + 8;
+    __half X16[PATH_C * LD], W16[PATH_C * LD], U16[PATH_C * LD], K16[PATH_C * LD];
+    bf16 Xb[PATH_C * LD], Wb[PATH_C * LD], Ub[PATH_C * LD], Kb[PATH_C * LD], V[PATH_C * LD], dO[PATH_C * LD];
+    bf16 Gds[PATH_C * LD];
+    bf16 A1s[PATH_C * LDC], dA1s[PATH_C * LDC], Ps[PATH_C * LDC], dZs[PATH_C * LDC]; /* [query][key] */
+    float lse[PATH_C], Dv[PATH_C], glq[PATH_C], glk[PATH_C];
+};
+
+template <int NTD>
+__device__ __forceinline__ void stage_acc(bf16 *dst, int ld, const float c[NTD][4], int row0, float mult = 1.f) {
+    int t = threadIdx.x % 4;
+#pragma unroll
+    for (int j = 0; j < NTD; j++)
+#pragma unroll
+        for (int h2 = 0; h2 < 2; h2++)
+            *(__nv_bfloat162 *)&dst[(row0 + 8 * h2) * ld + 8 * j + 2 * t] =
+                __floats2bfloat162_rn(mult * c[j][2 * h2], mult * c[j][2 * h2 + 1]);
+}
+
+/* out (64 x D, global fp32, row stride D) += mult * S^T B: S staged [query][row] (bf16), B [query][D] */
+template <int D>
+__device__ __forceinline__ void add_rowsum_product(float *out, const bf16 *S, const bf16 *B, float mult) {
+    constexpr int NTD = D / 8;
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+    uint32_t at[4][4];
+    load_a_t<4>(at, S, PATH_C + 8, 16 * warp);
+    float c[NTD][4];
+    zero_acc<NTD>(c);
+    mma_kn<4, NTD, true>(c, at, B, D + 8);
+#pragma unroll
+    for (int j = 0; j < NTD; j++)
+#pragma unroll
+        for (int h2 = 0; h2 < 2; h2++) {
+            float *o = out + (16 * warp + g + 8 * h2) * D + 8 * j + 2 * t;
+            atomicAdd(o, mult * c[j][2 * h2]);
+            atomicAdd(o + 1, mult * c[j][2 * h2 + 1]);
+        }
+}
+
+/* bf16 copies of fp16 tiles (64 x D) */
+template <int D>
+__device__ __forceinline__ void to_bf16(bf16 *dst, const __half *src) {
+    for (int i = threadIdx.x; i < PATH_C * D; i += blockDim.x) {
+        int o = (i / D) * (D + 8) + i % D;
+        dst[o] = __float2bfloat16_rn(__half2float(src[o]));
+    }
+}
+
+/* X <- X - (X W^T) U for the warp's rows (W16, U16 in shared memory); tril for the own block */
+template <int D>
+__device__ __forceinline__ void move_rows(float X[D / 8][4], const __half *W16, const __half *U16, int row0, bool tril) {
+    constexpr int KSD = D / 16, NTD = D / 8;
+    int t = threadIdx.x % 4;
+    uint32_t xa[KSD][4];
+    acc_to_a<KSD, false>(X, xa);
+    float T[8][4];
+    zero_acc<8>(T);
+    mma_nk<KSD, 8, false>(T, xa, W16, D + 8);
+    if (tril)
+#pragma unroll
+        for (int j = 0; j < 8; j++)
+#pragma unroll
+            for (int e = 0; e < 4; e++)
+                if (8 * j + 2 * t + (e & 1) > row0 + 8 * (e >> 1)) T[j][e] = 0.f;
+    uint32_t ta[4][4];
+    acc_to_a<4, false>(T, ta, -1.f);
+    mma_kn<4, NTD, false>(X, ta, U16, D + 8);
+}
+
+template <int D>
+__global__ void __launch_bounds__(PATH_THREADS, 1) bwd_fine_mma_kernel(PathParams p) {
+    constexpr int NTD = D / 8, KSD = D / 16, LD = D + 8, LDC = PATH_C + 8;
+    extern __shared__ __align__(16) char smem_raw[];
+    FineSmem<D> &sm = *reinterpret_cast<FineSmem<D> *>(smem_raw);
+    int2 item = p.blocks[blockIdx.x];
+    SeqGeo sq = p.seqs[item.x];
+    int hq = blockIdx.y, h = hq / (p.Hq / p.H), I = item.y, J0 = I / p.s * p.s;
+    int t0 = sq.bos + I * PATH_C, nv = sq.eos - t0;
+    long gbI = sq.block_base + I, cd = (long)PATH_C * D;
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+    int row0 = 16 * warp + g;
+    const float sl = p.scale * LOG2E_F, gl = p.gscale * LOG2E_F;
+    const float *dQleft = p.dQleft + (gbI * p.Hq + hq) * cd;
+    float *dQhat = p.dQhat + (gbI * p.Hq + hq) * cd;
+    if (I == J0) { /* no fine pairs: Qleft_I = Q^_I */
+        for (long i = threadIdx.x; i < cd; i += blockDim.x) dQhat[i] = dQleft[i];
+        return;
+    }
+    __half *states = p.states + (gbI * p.Hq + hq) * (p.s - 1) * cd;
+    auto tile = [&](const __half *base, int J) { return base + ((long)(sq.block_base + J) * p.H + h) * cd; };
+
+    /* recompute the query states X_J, J = I-1 .. J0, exactly as the forward did */
+    float X[NTD][4];
+#pragma unroll
+    for (int j = 0; j < NTD; j++)
+#pragma unroll
+        for (int h2 = 0; h2 < 2; h2++) {
+            int r = row0 + 8 * h2;
+            float2 x = make_float2(0.f, 0.f);
+            if (r < nv) x = __bfloat1622float2(*(const __nv_bfloat162 *)(p.q + ((long)(t0 + r) * p.Hq + hq) * D + 8 * j + 2 * t));
+            X[j][2 * h2] = x.x;
+            X[j][2 * h2 + 1] = x.y;
+        }
+    for (int J = I; J >= J0; J--) {
+        if (J < I) { /* X is now X_J: keep it */
+#pragma unroll
+            for (int j = 0; j < NTD; j++)
+#pragma unroll
+                for (int h2 = 0; h2 < 2; h2++)
+                    *(__half2 *)(states + (long)(I - 1 - J) * cd + (row0 + 8 * h2) * D + 8 * j + 2 * t) =
+                        __floats2half2_rn(X[j][2 * h2], X[j][2 * h2 + 1]);
+        }
+        if (J == J0) break;
+        __syncthreads();
+        load_tile_async<PATH_C, D>(sm.W16, tile(p.W16, J), D, PATH_C);
+        load_tile_async<PATH_C, D>(sm.U16, tile(p.U16, J), D, PATH_C);
+        cp_async_commit();
+        cp_async_wait<0>();
+        __syncthreads();
+        move_rows<D>(X, sm.W16, sm.U16, row0, J == I);
+    }
+
+    /* adjoint, left to right */
+    float Gd[NTD][4];
+#pragma unroll
+    for (int j = 0; j < NTD; j++)
+#pragma unroll
+        for (int h2 = 0; h2 < 2; h2++) {
+            float2 x = *(const float2 *)(dQleft + (row0 + 8 * h2) * D + 8 * j + 2 * t);
+            Gd[j][2 * h2] = x.x;
+            Gd[j][2 * h2 + 1] = x.y;
+        }
+    load_tile_async<PATH_C, D>(sm.dO, p.dout + ((long)t0 * p.Hq + hq) * D, (long)p.Hq * D, nv);
+    for (int r = threadIdx.x; r < PATH_C; r += blockDim.x) {
+        bool ok = r < nv;
+        sm.lse[r] = ok ? p.lse[(long)(t0 + r) * p.Hq + hq] : 0.f;
+        sm.Dv[r] = ok ? p.D[(long)(t0 + r) * p.Hq + hq] : 0.f;
+        sm.glq[r] = p.has_g ? p.Gl[(gbI * p.Hq + hq) * PATH_C + r] : 0.f;
+    }
+    for (int J = J0; J < I; J++) {
+        long gbJ = sq.block_base + J, tcd = (gbJ * p.H + h) * cd;
+        __syncthreads();
+        load_tile_async<PATH_C, D>(sm.X16, states + (long)(I - 1 - J) * cd, D, PATH_C);
+        load_tile_async<PATH_C, D>(sm.W16, tile(p.W16, J), D, PATH_C);
+        load_tile_async<PATH_C, D>(sm.U16, tile(p.U16, J), D, PATH_C);
+        load_tile_async<PATH_C, D>(sm.K16, tile(p.Khat16, J), D, PATH_C);
+        load_tile_async<PATH_C, D>(sm.V, p.v + (long)(sq.bos + J * PATH_C) * p.H * D + (long)h * D, (long)p.H * D, PATH_C);
+        if (p.has_g)
+            for (int r = threadIdx.x; r < PATH_C; r += blockDim.x) sm.glk[r] = p.Gl[(gbJ * p.Hq + hq) * PATH_C + r];
+        cp_async_commit();
+        cp_async_wait<0>();
+        __syncthreads();
+        to_bf16<D>(sm.Xb, sm.X16);
+        to_bf16<D>(sm.Wb, sm.W16);
+        to_bf16<D>(sm.Ub, sm.U16);
+        to_bf16<D>(sm.Kb, sm.K16);
+        __syncthreads();
+        float goff = p.has_g ? (float)(p.Go[gbI * p.Hq + hq] - p.Go[gbJ * p.Hq + hq]) : 0.f;
+        uint32_t xa[KSD][4], gda[KSD][4];
+        load_a<KSD>(xa, sm.X16, LD, 16 * warp);
+        /* through the transition X_{J-1} = X_J - (X_J W_J^T) U_J */
+        float A1[8][4], dA1[8][4];
+        zero_acc<8>(A1);
+        mma_nk<KSD, 8, false>(A1, xa, sm.W16, LD);
+        acc_to_a<KSD, true>(Gd, gda, -1.f);
+        zero_acc<8>(dA1);
+        mma_nk<KSD, 8, true>(dA1, gda, sm.Ub, LD);
+        stage_acc<8>(sm.A1s, LDC, A1, row0);
+        stage_acc<NTD>(sm.Gds, LD, Gd, row0);
+        stage_acc<8>(sm.dA1s, LDC, dA1, row0);
+        uint32_t da[4][4];
+        acc_to_a<4, true>(dA1, da);
+        mma_kn<4, NTD, true>(Gd, da, sm.Wb, LD);
+        /* through the scores of key block J */
+        uint32_t doa[KSD][4];
+        load_a<KSD>(doa, sm.dO, LD, 16 * warp);
+        float S[8][4], dP[8][4];
+        zero_acc<8>(S);
+        zero_acc<8>(dP);
+        mma_nk<KSD, 8, false>(S, xa, sm.K16, LD);
+        mma_nk<KSD, 8, true>(dP, doa, sm.V, LD);
+        float colsum[8][2];
+#pragma unroll
+        for (int j = 0; j < 8; j++) colsum[j][0] = colsum[j][1] = 0.f;
+#pragma unroll
+        for (int j = 0; j < 8; j++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                int r = row0 + 8 * (e >> 1), kc = 8 * j + 2 * t + (e & 1);
+                float pr = 0.f;
+                if (r < nv) {
+                    float z = sl * S[j][e];
+                    if (p.has_g) z += gl * (sm.glq[r] - sm.glk[kc] + goff);
+                    pr = fminf(exp2f(z - sm.lse[r] * LOG2E_F), 1.f);
+                }
+                float dz = pr * (dP[j][e] - sm.Dv[r]);
+                S[j][e] = pr;
+                dP[j][e] = dz;
+                colsum[j][e & 1] += dz;
+            }
+        stage_acc<8>(sm.Ps, LDC, S, row0);
+        stage_acc<8>(sm.dZs, LDC, dP, row0, p.scale);
+        uint32_t dza[4][4];
+        acc_to_a<4, true>(dP, dza, p.scale);
+        mma_kn<4, NTD, true>(Gd, dza, sm.Kb, LD);
+        if (p.has_g) { /* dG_j -= gscale colsum dZ: sum the warp's rows, one atomic per column and warp */
+#pragma unroll
+            for (int j = 0; j < 8; j++)
+#pragma unroll
+                for (int e = 0; e < 2; e++) {
+                    float c = colsum[j][e];
+                    c += __shfl_xor_sync(0xffffffffu, c, 4);
+                    c += __shfl_xor_sync(0xffffffffu, c, 8);
+                    c += __shfl_xor_sync(0xffffffffu, c, 16);
+                    if (g == 0) atomicAdd(p.dG + (gbJ * p.Hq + hq) * PATH_C + 8 * j + 2 * t + e, -p.gscale * c);
+                }
+        }
+        __syncthreads();
+        add_rowsum_product<D>(p.dU + tcd, sm.A1s, sm.Gds, -1.f);
+        add_rowsum_product<D>(p.dW + tcd, sm.dA1s, sm.Xb, 1.f);
+        add_rowsum_product<D>(p.dV + tcd, sm.Ps, sm.dO, 1.f);
+        add_rowsum_product<D>(p.dKhat + tcd, sm.dZs, sm.Xb, 1.f);
+    }
+#pragma unroll
+    for (int j = 0; j < NTD; j++)
+#pragma unroll
+        for (int h2 = 0; h2 < 2; h2++)
+            *(float2 *)(dQhat + (row0 + 8 * h2) * D + 8 * j + 2 * t) = make_float2(Gd[j][2 * h2], Gd[j][2 * h2 + 1]);
+}
+
+template <int D>
+static void launch_fine_mma(const GpuCtx *ctx, const PathParams &p, int n_blocks) {
+    launch_smem(ctx, "bwd_fine_mma_kernel", bwd_fine_mma_kernel<D>, dim3(n_blocks, p.Hq), (long)sizeof(FineSmem<D>), p);
+}
+
 void path_bwd_fine(const GpuCtx *ctx, const PathParams &p, int n_blocks) {
-    launch_smem(ctx, "bwd_fine_kernel", bwd_fine_kernel, dim3(n_blocks, p.Hq), bwd_fine_smem_bytes(p.d), p);
+    if (p.d == 32) launch_fine_mma<32>(ctx, p, n_blocks);
+    else if (p.d == 64) launch_fine_mma<64>(ctx, p, n_blocks);
+    else launch_smem(ctx, "bwd_fine_kernel", bwd_fine_kernel, dim3(n_blocks, p.Hq), bwd_fine_smem_bytes(p.d), p);
 }

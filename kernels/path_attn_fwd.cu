@@ -19,8 +19,6 @@
 #include "mma_frag.cuh"
 #include "path_attn_internal.cuh"
 
-#define LOG2E 1.4426950408889634f
-
 template <int D>
 struct FwdSmem {
     static constexpr int LD = D + 8, LDC = PATH_C + 8;
@@ -35,7 +33,7 @@ struct FwdSmem {
 template <int NTD>
 __device__ __forceinline__ void softmax_update(const PathParams &p, float S[8][4], float O[NTD][4], float m[2], float l[2],
                                                const float gq[2], const float *glk, float goff, int row0, bool causal) {
-    const float sl = p.scale * LOG2E, gl = p.gscale * LOG2E;
+    const float sl = p.scale * LOG2E_F, gl = p.gscale * LOG2E_F;
     int t = threadIdx.x % 4;
 #pragma unroll
     for (int h = 0; h < 2; h++) {
@@ -265,7 +263,7 @@ __global__ void __launch_bounds__(PATH_THREADS, 1) attn_fwd_kernel(PathParams p)
         for (int j = 0; j < NTD; j++)
             *(__nv_bfloat162 *)(p.out + ((long)(t0 + r) * p.Hq + hq) * D + 8 * j + 2 * t) =
                 __floats2bfloat162_rn(O[j][2 * h2] * inv, O[j][2 * h2 + 1] * inv);
-        if (t == 0) p.lse_out[(long)(t0 + r) * p.Hq + hq] = (m[h2] + log2f(l[h2])) / LOG2E;
+        if (t == 0) p.lse_out[(long)(t0 + r) * p.Hq + hq] = (m[h2] + log2f(l[h2])) / LOG2E_F;
     }
 }
 

@@ -31,6 +31,8 @@
 
 typedef __nv_bfloat16 bf16;
 
+#define LOG2E_F 1.4426950408889634f
+
 #define PATH_C 64        /* block size c: the UT unit and the attention tile */
 #define PATH_THREADS 128 /* 4 warps per CTA */
 

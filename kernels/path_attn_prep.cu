@@ -3,7 +3,7 @@
  *
  *   gate  Gl[J, r] = g summed over rows 0..r of block J (fp32), Go[J] = g summed over the blocks
  *         before J (fp64), so G_i - G_j = (Gl_i - Gl_j) + (Go_I - Go_J) without a long fp32 cumsum
- *   F1    per block J, kv head: A = (I + SL(diag(b) W W^T))^-1 (forward substitution, fp32),
+ *   F1    per block J, kv head: A = (I + SL(diag(b) W W^T))^-1 (blocked substitution, fp32),
  *         U = A diag(b) W, E = SL(W K^T), Bm = A diag(b) E, Khat = K - Bm^T W
  *         (so H_first..H_last = I - U^T W, and Khat = keys moved to the block's right edge)
  *   F2    per superblock, kv head, blocks right to left with R = I:
@@ -53,17 +53,41 @@ void path_gate_prep(const GpuCtx *ctx, const PathParams &p, int n_blocks, int n_
 /* ---------------------------------------------------------------------------------------------
  * F1 block prep */
 
-/* A = (I + L)^-1 for strictly lower L (in place: L's tile becomes A's). Row r of A:
- * A[r, t] = -sum_{u = t}^{r-1} L[r, u] A[u, t] for t < r, computed row by row. */
-static __device__ void unit_lower_inverse(float *L, int ld, float *A) {
+/* A = (I + L)^-1 for strictly lower L (64 x 64), blocked in 16 x 16 tiles:
+ *   diagonal tiles, one per warp, by forward substitution down each column (a lane owns a column:
+ *     A[r, t] = -sum_{u = t}^{r-1} L[r, u] A[u, t], no barrier inside);
+ *   then off-diagonal tiles level by level (i - j = 1, 2, 3):
+ *     A_ij = -A_ii sum_{k = j}^{i-1} L_ik A_kj,   T (scratch, 3 tiles) holds the sums.
+ * fp32 throughout (doc/PATH_ALGORITHM.md section 7). */
+static __device__ void unit_lower_inverse(const float *L, int ld, float *A, float *T) {
+    constexpr int NB = PATH_C / 16;
     for (int i = threadIdx.x; i < PATH_C * PATH_C; i += blockDim.x) A[(i / PATH_C) * ld + i % PATH_C] = (i / PATH_C == i % PATH_C);
     __syncthreads();
-    for (int r = 1; r < PATH_C; r++) {
-        int t = threadIdx.x;
-        if (t < r) {
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (warp < NB && lane < 16) {
+        int o = 16 * warp, t = o + lane;
+        for (int r = t + 1; r < o + 16; r++) {
             float acc = 0.f;
             for (int u = t; u < r; u++) acc += L[r * ld + u] * A[u * ld + t];
             A[r * ld + t] = -acc;
+        }
+    }
+    __syncthreads();
+    for (int lev = 1; lev < NB; lev++) {
+        int n_tiles = NB - lev;
+        for (int e = threadIdx.x; e < n_tiles * 256; e += blockDim.x) { /* T_j = sum_k L_ik A_kj, i = j + lev */
+            int j = e / 256, r = e % 256 / 16, c = e % 16, i = j + lev;
+            float acc = 0.f;
+            for (int k = j; k < i; k++)
+                for (int u = 0; u < 16; u++) acc += L[(16 * i + r) * ld + 16 * k + u] * A[(16 * k + u) * ld + 16 * j + c];
+            T[e] = acc;
+        }
+        __syncthreads();
+        for (int e = threadIdx.x; e < n_tiles * 256; e += blockDim.x) { /* A_ij = -A_ii T_j */
+            int j = e / 256, r = e % 256 / 16, c = e % 16, i = j + lev;
+            float acc = 0.f;
+            for (int u = 0; u <= r; u++) acc += A[(16 * i + r) * ld + 16 * i + u] * T[j * 256 + u * 16 + c];
+            A[(16 * i + r) * ld + 16 * j + c] = -acc;
         }
         __syncthreads();
     }
@@ -90,22 +114,23 @@ static __global__ void block_prep_kernel(PathParams p) {
     int h = blockIdx.y, d = p.d, gb = sq.block_base + item.y;
     const int lw = ld32(d), lc = ld32(PATH_C);
     SmemCarver sc{smem};
-    float *W = sc.take<float>(PATH_C * lw), *K = sc.take<float>(PATH_C * lw), *Wb = sc.take<float>(PATH_C * lw);
-    float *U = sc.take<float>(PATH_C * lw), *L = sc.take<float>(PATH_C * lc), *A = sc.take<float>(PATH_C * lc);
-    float *E = sc.take<float>(PATH_C * lc), *Bm = sc.take<float>(PATH_C * lc), *b = sc.take<float>(PATH_C);
+    float *W = sc.take<float>(PATH_C * lw), *K = sc.take<float>(PATH_C * lw), *U = sc.take<float>(PATH_C * lw);
+    float *L = sc.take<float>(PATH_C * lc), *A = sc.take<float>(PATH_C * lc), *Bm = sc.take<float>(PATH_C * lc);
+    float *b = sc.take<float>(PATH_C);
+    float *E = L; /* L is dead once A is formed */
     load_block_wkb(p, sq, item.y, h, W, K, b);
 
-    /* L = SL(diag(b) W W^T), A = (I + L)^-1 */
+    /* L = SL(diag(b) W W^T), A = (I + L)^-1 (Bm's tile is the inverse's scratch) */
     cta_gemm<PREC_BF16X3, STORE_SET>(PATH_C, PATH_C, d, 1.f, mat(W, lw), mat(W, lw, true), L, lc);
     for (int i = threadIdx.x; i < PATH_C * PATH_C; i += blockDim.x) {
         int r = i / PATH_C, t = i % PATH_C;
         L[r * lc + t] = t < r ? b[r] * L[r * lc + t] : 0.f;
     }
     __syncthreads();
-    unit_lower_inverse(L, lc, A);
-    /* U = A diag(b) W */
-    for (int i = threadIdx.x; i < PATH_C * d; i += blockDim.x) Wb[(i / d) * lw + i % d] = b[i / d] * W[(i / d) * lw + i % d];
-    cta_gemm<PREC_BF16X3, STORE_SET>(PATH_C, d, PATH_C, 1.f, mat(A, lc), mat(Wb, lw), U, lw);
+    unit_lower_inverse(L, lc, A, Bm);
+    /* U = (A diag(b)) W, with A diag(b) formed in E */
+    for (int i = threadIdx.x; i < PATH_C * PATH_C; i += blockDim.x) E[(i / PATH_C) * lc + i % PATH_C] = A[(i / PATH_C) * lc + i % PATH_C] * b[i % PATH_C];
+    cta_gemm<PREC_BF16X3, STORE_SET>(PATH_C, d, PATH_C, 1.f, mat(E, lc), mat(W, lw), U, lw);
     /* E = diag(b) SL(W K^T), Bm = A E, Khat = K - Bm^T W */
     cta_gemm<PREC_BF16X3, STORE_SET>(PATH_C, PATH_C, d, 1.f, mat(W, lw), mat(K, lw, true), E, lc);
     for (int i = threadIdx.x; i < PATH_C * PATH_C; i += blockDim.x) {
@@ -126,7 +151,7 @@ static __global__ void block_prep_kernel(PathParams p) {
 }
 
 void path_block_prep(const GpuCtx *ctx, const PathParams &p, int n_blocks) {
-    long smem = 4 * tile32_bytes(PATH_C, p.d) + 4 * tile32_bytes(PATH_C, PATH_C) + PATH_C * 4;
+    long smem = 3 * tile32_bytes(PATH_C, p.d) + 3 * tile32_bytes(PATH_C, PATH_C) + PATH_C * 4;
     launch_smem(ctx, "block_prep_kernel", block_prep_kernel, dim3(n_blocks, p.H), smem, p);
 }
 
