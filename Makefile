@@ -63,10 +63,10 @@ $(BUILD)/%.cu.o: %.cu
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCCFLAGS) -c $< -o $@
 
-# lib: the kernels and the float64 attention oracle as one shared library, for dev/pathattn.py
+# lib: the attention kernels and the float64 attention oracle as one shared library, for dev/pathattn.py
 # (ctypes: benchmarks and comparisons with PyTorch / FLA in one process)
 SHLIB := $(BUILD)/libpathgpt_cuda.so
-SHLIB_OBJ := $(patsubst %.cu,$(BUILD)/pic/%.cu.o,$(wildcard kernels/*.cu)) \
+SHLIB_OBJ := $(patsubst %.cu,$(BUILD)/pic/%.cu.o,$(wildcard kernels/path_attn*.cu)) \
              $(patsubst %.c,$(BUILD)/pic/%.o,kernels/gpu.c kernels/attn_dims.c model/attn_ref.c common/util.c)
 lib: $(SHLIB)
 $(SHLIB): $(SHLIB_OBJ)
@@ -82,6 +82,29 @@ lib:
 	@echo "make lib: nvcc was not found; the shared library of CUDA kernels cannot be built here."
 	@false
 GPU_TEST_RUN := $(patsubst tests/%.cu,skip:%:nvcc-not-found,$(GPU_TEST_SRC))
+endif
+
+# ---------------------------------------------------------------------------------------------
+# The GPU model (model/gpt_gpu.c over kernels/, GEMMs through cuBLASLt): the `train` program, and
+# tests/test_gpt_gpu.cu, which links the CPU model beside it to compare the two: objcopy renames the CPU
+# model's gpt_* functions to cpu_gpt_* (tests/gpt_cpu_twin.h declares them), so both implementations of
+# model/gpt.h live in one program. kernels/matmul.cu needs cuBLASLt in everything that links the kernels.
+
+ifneq ($(NVCC),)
+GPU_LDLIBS += -lcublasLt
+GPU_MODEL_OBJ := $(BUILD)/model/gpt_gpu.o
+$(GPU_MODEL_OBJ): CFLAGS += -I$(CUDA_HOME)/include
+
+train: $(BUILD)/train.o $(GPU_MODEL_OBJ) $(CPU_LIB_OBJ) $(GPU_LIB_OBJ)
+	$(NVCC) $(NVCCFLAGS) -o $@ $^ $(GPU_LDLIBS) $(filter-out -fopenmp,$(LDLIBS))
+
+$(BUILD)/tests/gpt_cpu_twin.o: $(BUILD)/model/gpt_cpu.o
+	objcopy $$(nm -g --defined-only $< | awk '$$3 ~ /^gpt_/ { printf "--redefine-sym %s=cpu_%s ", $$3, $$3 }') $< $@
+
+GPT_GPU_TEST_CPU_OBJ := $(BUILD)/tests/gpt_cpu_twin.o \
+    $(addprefix $(BUILD)/,model/params.o model/config.o model/adamw.o model/attn_ref.o common/util.o common/rng.o kernels/attn_dims.o)
+$(BUILD)/tests/test_gpt_gpu: $(BUILD)/tests/test_gpt_gpu.cu.o $(GPU_MODEL_OBJ) $(GPU_LIB_OBJ) $(GPT_GPU_TEST_CPU_OBJ) $(TEST_CHECK_OBJ)
+	$(NVCC) $(NVCCFLAGS) -o $@ $^ $(GPU_LDLIBS)
 endif
 
 # ---------------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ struct PathAttn {
     int n_blocks = 0, n_sblocks = 0;
     long n_pi = 0;
     SeqGeo *seqs = nullptr;
-    int2 *blocks = nullptr, *sblocks = nullptr;
+    int2 *blocks = nullptr, *keyblocks = nullptr, *sblocks = nullptr;
     size_t table_bytes = 0;
     /* scratch arena */
     char *arena = nullptr;
@@ -65,6 +65,15 @@ int path_attn_check(const AttnDims *dims, char *why, size_t why_len) {
     return 0;
 }
 
+static std::vector<int2> heaviest_first(const std::vector<int2> &items, const std::vector<int> &work) {
+    std::vector<int> order(items.size());
+    for (size_t i = 0; i < order.size(); i++) order[i] = (int)i;
+    std::stable_sort(order.begin(), order.end(), [&](int x, int y) { return work[x] > work[y]; });
+    std::vector<int2> sorted(items.size());
+    for (size_t i = 0; i < order.size(); i++) sorted[i] = items[order[i]];
+    return sorted;
+}
+
 /* Work tables for the sequences of dims (rebuilt only when the shape changes). */
 static void build_geometry(PathAttn *pa, const AttnDims *dims) {
     std::vector<int> cu(dims->cu_seqlens, dims->cu_seqlens + dims->n_seqs + 1);
@@ -74,7 +83,7 @@ static void build_geometry(PathAttn *pa, const AttnDims *dims) {
     int s = max_len > 2048 ? 8 : 4;
     std::vector<SeqGeo> seqs;
     std::vector<int2> blocks, sblocks;
-    std::vector<int> work;
+    std::vector<int> work, key_work;
     int nb = 0, nsb = 0;
     long npi = 0;
     for (int i = 0; i < dims->n_seqs; i++) {
@@ -90,6 +99,7 @@ static void build_geometry(PathAttn *pa, const AttnDims *dims) {
         for (int J = 0; J < g.nblk; J++) {
             blocks.push_back(make_int2((int)seqs.size(), J));
             work.push_back(J / s * s + 2 * (J % s) + 2); /* F4's tiles: coarse + 2 fine + 2 */
+            key_work.push_back(std::max(0, g.nblk - (J / s + 1) * s)); /* B1's query blocks */
         }
         for (int m = 0; m < g.M; m++) sblocks.push_back(make_int2((int)seqs.size(), m));
         nb += g.nblk;
@@ -97,22 +107,20 @@ static void build_geometry(PathAttn *pa, const AttnDims *dims) {
         npi += (long)g.M * (g.M + 1) / 2;
         seqs.push_back(g);
     }
-    /* heaviest blocks first, so the long query blocks do not finish last */
-    std::vector<int> order(blocks.size());
-    for (size_t i = 0; i < order.size(); i++) order[i] = (int)i;
-    std::stable_sort(order.begin(), order.end(), [&](int x, int y) { return work[x] > work[y]; });
-    std::vector<int2> sorted(blocks.size());
-    for (size_t i = 0; i < order.size(); i++) sorted[i] = blocks[order[i]];
-
-    size_t bytes = seqs.size() * sizeof(SeqGeo) + (sorted.size() + sblocks.size()) * sizeof(int2) + 64;
+    /* heaviest blocks first, so that long work items do not finish last: F4's query blocks
+     * (coarse + 2 fine + 2 tiles) and B1's key blocks (query blocks of later superblocks) */
+    std::vector<int2> by_query = heaviest_first(blocks, work), by_key = heaviest_first(blocks, key_work);
+    size_t n2 = blocks.size();
+    size_t bytes = seqs.size() * sizeof(SeqGeo) + (2 * n2 + sblocks.size()) * sizeof(int2) + 64;
     grow((void **)&pa->seqs, &pa->table_bytes, bytes);
     char *base = (char *)pa->seqs;
     size_t off_blocks = (seqs.size() * sizeof(SeqGeo) + 15) / 16 * 16;
-    size_t off_sblocks = off_blocks + sorted.size() * sizeof(int2);
     pa->blocks = (int2 *)(base + off_blocks);
-    pa->sblocks = (int2 *)(base + off_sblocks);
+    pa->keyblocks = pa->blocks + n2;
+    pa->sblocks = pa->keyblocks + n2;
     CUDA_CHECK(cudaMemcpyAsync(pa->seqs, seqs.data(), seqs.size() * sizeof(SeqGeo), cudaMemcpyHostToDevice, pa->ctx.stream));
-    CUDA_CHECK(cudaMemcpyAsync(pa->blocks, sorted.data(), sorted.size() * sizeof(int2), cudaMemcpyHostToDevice, pa->ctx.stream));
+    CUDA_CHECK(cudaMemcpyAsync(pa->blocks, by_query.data(), n2 * sizeof(int2), cudaMemcpyHostToDevice, pa->ctx.stream));
+    CUDA_CHECK(cudaMemcpyAsync(pa->keyblocks, by_key.data(), n2 * sizeof(int2), cudaMemcpyHostToDevice, pa->ctx.stream));
     CUDA_CHECK(cudaMemcpyAsync(pa->sblocks, sblocks.data(), sblocks.size() * sizeof(int2), cudaMemcpyHostToDevice, pa->ctx.stream));
     CUDA_CHECK(cudaStreamSynchronize(pa->ctx.stream)); /* the host vectors go out of scope */
     pa->cu = cu;
@@ -176,6 +184,7 @@ static PathParams make_params(PathAttn *pa, const AttnDims *dims, const void *q,
     p.has_g = g != nullptr;
     p.seqs = pa->seqs;
     p.blocks = pa->blocks;
+    p.keyblocks = pa->keyblocks;
     p.sblocks = pa->sblocks;
     p.q = (const bf16 *)q;
     p.k = (const bf16 *)k;

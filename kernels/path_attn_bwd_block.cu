@@ -216,19 +216,42 @@ void path_bwd_block(const GpuCtx *ctx, const PathParams &p, int n_blocks) {
 /* ---------------------------------------------------------------------------------------------
  * B6 */
 
+#define GATE_THREADS 256
+
+/* dG of token t of a sequence (block layout) */
+static __device__ __forceinline__ float &dG_at(const PathParams &p, const SeqGeo &sq, int hq, int t) {
+    int J = (t - sq.bos) / PATH_C;
+    return p.dG[((long)(sq.block_base + J) * p.Hq + hq) * PATH_C + (t - sq.bos) % PATH_C];
+}
+
+/* One CTA per (sequence, query head): each thread reverse-sums a contiguous chunk, a scan of the
+ * chunk totals in shared memory gives each chunk the sum of the chunks after it. */
 static __global__ void bwd_gate_kernel(PathParams p) {
+    __shared__ float tot[GATE_THREADS];
     SeqGeo sq = p.seqs[blockIdx.x];
-    int hq = blockIdx.y;
-    if (threadIdx.x != 0) return;
-    float acc = 0.f;
-    for (int t = sq.eos - 1; t >= sq.bos; t--) {
-        int J = (t - sq.bos) / PATH_C, r = (t - sq.bos) % PATH_C;
-        acc += p.dG[((long)(sq.block_base + J) * p.Hq + hq) * PATH_C + r];
+    int hq = blockIdx.y, len = sq.eos - sq.bos, chunk = (len + GATE_THREADS - 1) / GATE_THREADS;
+    int lo = sq.bos + threadIdx.x * chunk, hi = min(lo + chunk, sq.eos);
+    float s = 0.f;
+    for (int t = lo; t < hi; t++) s += dG_at(p, sq, hq, t);
+    tot[threadIdx.x] = s;
+    __syncthreads();
+    if (threadIdx.x == 0) { /* tot[i] <- sum of the totals of chunks after i */
+        float acc = 0.f;
+        for (int i = GATE_THREADS - 1; i >= 0; i--) {
+            float x = tot[i];
+            tot[i] = acc;
+            acc += x;
+        }
+    }
+    __syncthreads();
+    float acc = tot[threadIdx.x];
+    for (int t = hi - 1; t >= lo; t--) {
+        acc += dG_at(p, sq, hq, t);
         p.dg[(long)t * p.Hq + hq] = acc;
     }
 }
 
 void path_bwd_gate(const GpuCtx *ctx, const PathParams &p, int n_seqs) {
-    bwd_gate_kernel<<<dim3(n_seqs, p.Hq), 32, 0, ctx->stream>>>(p);
+    bwd_gate_kernel<<<dim3(n_seqs, p.Hq), GATE_THREADS, 0, ctx->stream>>>(p);
     LAUNCH_CHECK(ctx, "bwd_gate_kernel");
 }

@@ -19,7 +19,7 @@ static long bwd_coarse_smem_bytes(int d) {
 
 static __global__ void bwd_coarse_kernel(PathParams p) {
     extern __shared__ __align__(16) char smem[];
-    int2 item = p.blocks[blockIdx.x];
+    int2 item = p.keyblocks[blockIdx.x];
     SeqGeo sq = p.seqs[item.x];
     int d = p.d, h = blockIdx.y, grp = p.Hq / p.H, J = item.y, b = J / p.s;
     if (b + 1 >= sq.M) return; /* the last superblock has no coarse pairs */
@@ -78,15 +78,13 @@ static __global__ void bwd_coarse_kernel(PathParams p) {
  * (Pi as fp16 hi + lo), dKtil += dKa Pi and dPi += dKa^T Ktil (Pi and Ktil as bf16 hi + lo). */
 
 template <int D>
-struct CoarseSmem {
+struct CoarseSmem { /* ~100 KB at d = 64: two CTAs per SM */
     static constexpr int LD = D + 8, LDC = PATH_C + 8;
     __half Kt[PATH_C * LD];                 /* Ktil_J, fp16 */
-    bf16 Kth[PATH_C * LD], Ktl[PATH_C * LD]; /* Ktil_J as bf16 hi + lo (exact) */
     bf16 V[PATH_C * LD];
-    __half Ka16[PATH_C * LD];               /* Ka fp16; at the end of each a, dKa (bf16) */
-    bf16 Kab[PATH_C * LD];                  /* Ka bf16 */
+    bf16 Kab[PATH_C * LD];                  /* Ka bf16; at the end of each a, dKa */
     __half Pih[D * LD], Pil[D * LD];        /* Pi hi + lo: fp16 for Ka, then bf16 for dKtil */
-    __half Ql[2][PATH_C * LD];
+    __half Ql[2][PATH_C * LD];              /* at the end of each a: Ktil_J as bf16 hi + lo (exact) */
     bf16 Qlb[PATH_C * LD], dO[2][PATH_C * LD];
     bf16 dST[PATH_C * LDC];                 /* scale dZ^T: keys x queries */
     float lse[2][PATH_C], Dv[2][PATH_C], glq[2][PATH_C];
@@ -104,11 +102,11 @@ __device__ __forceinline__ void load_pi_split(T *hi, T *lo, const float *Pi) {
 }
 
 template <int D>
-__global__ void __launch_bounds__(PATH_THREADS, 1) bwd_coarse_mma_kernel(PathParams p) {
+__global__ void __launch_bounds__(PATH_THREADS, 2) bwd_coarse_mma_kernel(PathParams p) {
     constexpr int NTD = D / 8, KSD = D / 16, LD = D + 8, LDC = PATH_C + 8;
     extern __shared__ __align__(16) char smem_raw[];
     CoarseSmem<D> &sm = *reinterpret_cast<CoarseSmem<D> *>(smem_raw);
-    int2 item = p.blocks[blockIdx.x];
+    int2 item = p.keyblocks[blockIdx.x];
     SeqGeo sq = p.seqs[item.x];
     int h = blockIdx.y, grp = p.Hq / p.H, J = item.y, b = J / p.s;
     if (b + 1 >= sq.M) return; /* the last superblock has no coarse pairs */
@@ -122,13 +120,6 @@ __global__ void __launch_bounds__(PATH_THREADS, 1) bwd_coarse_mma_kernel(PathPar
     cp_async_commit();
     cp_async_wait<0>();
     __syncthreads();
-    for (int i = threadIdx.x; i < PATH_C * D; i += blockDim.x) {
-        int r = i / D, e = i % D;
-        float x = __half2float(sm.Kt[r * LD + e]);
-        bf16 hi = __float2bfloat16_rn(x);
-        sm.Kth[r * LD + e] = hi;
-        sm.Ktl[r * LD + e] = __float2bfloat16_rn(x - __bfloat162float(hi));
-    }
     uint32_t va[KSD][4], kta[KSD][4];
     load_a<KSD>(va, sm.V, LD, 16 * warp);
     load_a<KSD>(kta, sm.Kt, LD, 16 * warp);
@@ -152,7 +143,6 @@ __global__ void __launch_bounds__(PATH_THREADS, 1) bwd_coarse_mma_kernel(PathPar
 #pragma unroll
             for (int h2 = 0; h2 < 2; h2++) {
                 int r = kr0 + 8 * h2, c = 8 * j + 2 * t;
-                *(__half2 *)&sm.Ka16[r * LD + c] = __floats2half2_rn(Ka[j][2 * h2], Ka[j][2 * h2 + 1]);
                 *(__nv_bfloat162 *)&sm.Kab[r * LD + c] = __floats2bfloat162_rn(Ka[j][2 * h2], Ka[j][2 * h2 + 1]);
             }
         float dKa[NTD][4];
@@ -258,7 +248,14 @@ __global__ void __launch_bounds__(PATH_THREADS, 1) bwd_coarse_mma_kernel(PathPar
         }
         /* dKtil_J += dKa Pi (Pi bf16 hi + lo); dPi[b, a] += dKa^T Ktil */
         load_pi_split<bf16, D>((bf16 *)sm.Pih, (bf16 *)sm.Pil, Pi);
-        bf16 *dKa_s = (bf16 *)sm.Ka16;
+        bf16 *dKa_s = sm.Kab, *Kth = (bf16 *)sm.Ql[0], *Ktl = (bf16 *)sm.Ql[1];
+        for (int i = threadIdx.x; i < PATH_C * D; i += blockDim.x) {
+            int o = (i / D) * LD + i % D;
+            float x = __half2float(sm.Kt[o]);
+            bf16 hi = __float2bfloat16_rn(x);
+            Kth[o] = hi;
+            Ktl[o] = __float2bfloat16_rn(x - __bfloat162float(hi));
+        }
 #pragma unroll
         for (int j = 0; j < NTD; j++)
 #pragma unroll
@@ -287,8 +284,8 @@ __global__ void __launch_bounds__(PATH_THREADS, 1) bwd_coarse_mma_kernel(PathPar
             load_a_t<4>(at, dKa_s, LD, m0);
             float dP[NTD][4];
             zero_acc<NTD>(dP);
-            mma_kn<4, NTD, true>(dP, at, sm.Kth, LD);
-            mma_kn<4, NTD, true>(dP, at, sm.Ktl, LD);
+            mma_kn<4, NTD, true>(dP, at, Kth, LD);
+            mma_kn<4, NTD, true>(dP, at, Ktl, LD);
 #pragma unroll
             for (int j = 0; j < NTD; j++)
 #pragma unroll

@@ -52,7 +52,8 @@ struct PathParams {
     int has_w, has_g;
     int store_backward_factors;       /* F1 stores A, F2 stores R (the backward's recompute) */
     const SeqGeo *seqs;
-    const int2 *blocks;               /* (seq, J) per block work item */
+    const int2 *blocks;               /* (seq, J) per block work item, most F4 work first */
+    const int2 *keyblocks;            /* the same blocks, most B1 (coarse key) work first */
     const int2 *sblocks;              /* (seq, m) per superblock work item */
     /* inputs (token layout) */
     const bf16 *q, *k, *v, *dout;

@@ -31,6 +31,11 @@ struct Mat {
     bool trans;
     /* element (r, c) of the operand as used: trans ? p[c ld + r] : p[r ld + c] */
     __device__ __forceinline__ float at(int r, int c) const;
+    /* elements (r, c), (r, c + 1): one paired load when they are adjacent in memory (!trans;
+     * c even, ld even and an aligned base, true of every tile here) */
+    __device__ __forceinline__ void row_pair(int r, int c, float &x, float &y) const;
+    /* elements (r, c), (r + 1, c): adjacent when trans */
+    __device__ __forceinline__ void col_pair(int r, int c, float &x, float &y) const;
 };
 
 __device__ __forceinline__ float to_f32(float x) { return x; }
@@ -40,6 +45,36 @@ __device__ __forceinline__ float to_f32(__nv_bfloat16 x) { return __bfloat162flo
 template <typename T>
 __device__ __forceinline__ float Mat<T>::at(int r, int c) const {
     return to_f32(trans ? p[(long)c * ld + r] : p[(long)r * ld + c]);
+}
+
+__device__ __forceinline__ float2 load_pair(const float *q) { return *reinterpret_cast<const float2 *>(q); }
+__device__ __forceinline__ float2 load_pair(const __half *q) { return __half22float2(*reinterpret_cast<const __half2 *>(q)); }
+__device__ __forceinline__ float2 load_pair(const __nv_bfloat16 *q) {
+    return __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(q));
+}
+
+template <typename T>
+__device__ __forceinline__ void Mat<T>::row_pair(int r, int c, float &x, float &y) const {
+    if (!trans) {
+        float2 v = load_pair(p + (long)r * ld + c);
+        x = v.x;
+        y = v.y;
+    } else {
+        x = at(r, c);
+        y = at(r, c + 1);
+    }
+}
+
+template <typename T>
+__device__ __forceinline__ void Mat<T>::col_pair(int r, int c, float &x, float &y) const {
+    if (trans) {
+        float2 v = load_pair(p + (long)c * ld + r);
+        x = v.x;
+        y = v.y;
+    } else {
+        x = at(r, c);
+        y = at(r + 1, c);
+    }
 }
 
 template <typename T>
@@ -79,16 +114,16 @@ __device__ __forceinline__ void mma_bf16(float c[4], const uint32_t a[4], const 
 template <typename T>
 __device__ __forceinline__ void frag_a(const Mat<T> &A, int m0, int k0, float v[8]) {
     int g = threadIdx.x % 32 / 4, t = threadIdx.x % 4;
-    v[0] = A.at(m0 + g, k0 + 2 * t);         v[1] = A.at(m0 + g, k0 + 2 * t + 1);
-    v[2] = A.at(m0 + g + 8, k0 + 2 * t);     v[3] = A.at(m0 + g + 8, k0 + 2 * t + 1);
-    v[4] = A.at(m0 + g, k0 + 2 * t + 8);     v[5] = A.at(m0 + g, k0 + 2 * t + 9);
-    v[6] = A.at(m0 + g + 8, k0 + 2 * t + 8); v[7] = A.at(m0 + g + 8, k0 + 2 * t + 9);
+    A.row_pair(m0 + g, k0 + 2 * t, v[0], v[1]);
+    A.row_pair(m0 + g + 8, k0 + 2 * t, v[2], v[3]);
+    A.row_pair(m0 + g, k0 + 2 * t + 8, v[4], v[5]);
+    A.row_pair(m0 + g + 8, k0 + 2 * t + 8, v[6], v[7]);
 }
 template <typename T>
 __device__ __forceinline__ void frag_b(const Mat<T> &B, int k0, int n0, float v[4]) {
     int g = threadIdx.x % 32 / 4, t = threadIdx.x % 4;
-    v[0] = B.at(k0 + 2 * t, n0 + g);     v[1] = B.at(k0 + 2 * t + 1, n0 + g);
-    v[2] = B.at(k0 + 2 * t + 8, n0 + g); v[3] = B.at(k0 + 2 * t + 9, n0 + g);
+    B.col_pair(k0 + 2 * t, n0 + g, v[0], v[1]);
+    B.col_pair(k0 + 2 * t + 8, n0 + g, v[2], v[3]);
 }
 
 template <int P>
