@@ -94,6 +94,8 @@ ifneq ($(NVCC),)
 GPU_LDLIBS += -lcublasLt
 GPU_MODEL_OBJ := $(BUILD)/model/gpt_gpu.o
 $(GPU_MODEL_OBJ): CFLAGS += -I$(CUDA_HOME)/include
+# DEBUG=1: gpu.c (built by $(CC)) must see PATHGPT_DEBUG too, or launches never synchronise
+$(BUILD)/kernels/gpu.o: CFLAGS += $(if $(filter 1,$(DEBUG)),-DPATHGPT_DEBUG)
 
 train: $(BUILD)/train.o $(GPU_MODEL_OBJ) $(CPU_LIB_OBJ) $(GPU_LIB_OBJ)
 	$(NVCC) $(NVCCFLAGS) -o $@ $^ $(GPU_LDLIBS) $(filter-out -fopenmp,$(LDLIBS))

@@ -7,8 +7,8 @@
  * dtypes: inp, weight, dout, bias, add bf16; out and dinp bf16 or f32 (MatmulType); f32 accumulation.
  * bias uses cuBLASLt's bias epilogue and add its C operand (out = A B + 1.0 add: the residual connection
  * in the same pass); the bias must be 16-byte aligned. dinp += runs as the GEMM's beta = 1.
- * Each distinct shape (with operand alignments) is planned once: cuBLASLt's first heuristic algorithm,
- * split-K reductions only in f32 (no bf16 partial sums); the plan cache is cleared when it fills up.
+ * Each distinct shape (with operand alignments) is planned once: cuBLASLt's first heuristic algorithm
+ * for the actual alignments of the operands; the plan cache is cleared when it fills up.
  * Workspace 32 MiB. backward_bias goes through the column sums of colsum.h (scratch:
  * colsum_scratch_floats(N, OC)). Calls are asynchronous on ctx->stream; failures exit with the shape.
  * Checked by tests/test_gpt_gpu.cu (every weight and bias gradient against the CPU model). */

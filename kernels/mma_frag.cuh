@@ -135,4 +135,67 @@ __device__ __forceinline__ void load_a_t(uint32_t a[KS][4], const void *A, int l
         ldsm_x4_t(a[kk], base + (k0 + 16 * kk + (mi / 2) * 8 + lane % 8) * ld + m0 + (mi % 2) * 8);
 }
 
+/* Staging for sums over the rows of a tile: a warp writes its 16 rows of an accumulator as bf16
+ * (times mult) into a shared tile [row][col]. */
+template <int NT>
+__device__ __forceinline__ void stage_acc(__nv_bfloat16 *dst, int ld, const float c[NT][4], int row0, float mult = 1.f) {
+    int t = threadIdx.x % 4;
+#pragma unroll
+    for (int j = 0; j < NT; j++)
+#pragma unroll
+        for (int h2 = 0; h2 < 2; h2++)
+            *(__nv_bfloat162 *)&dst[(row0 + 8 * h2) * ld + 8 * j + 2 * t] =
+                __floats2bfloat162_rn(mult * c[j][2 * h2], mult * c[j][2 * h2 + 1]);
+}
+
+/* out (64 x N fp32, row stride ldo) += mult S^T B, with S staged [row][i] (64 x 64, bf16) and
+ * B [row][n] (64 x N, bf16, stride ldb): the sum over the 64 staged rows. Warp w writes output rows
+ * 16w .. 16w + 15, with fp32 atomics when other CTAs add to the same tile. */
+template <int N, bool ATOMIC>
+__device__ __forceinline__ void add_st_product(float *out, int ldo, const __nv_bfloat16 *S, const __nv_bfloat16 *B,
+                                               int ldb, float mult) {
+    constexpr int NT = N / 8;
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+    uint32_t at[4][4];
+    load_a_t<4>(at, S, 64 + 8, 16 * warp);
+    float c[NT][4];
+    zero_acc<NT>(c);
+    mma_kn<4, NT, true>(c, at, B, ldb);
+#pragma unroll
+    for (int j = 0; j < NT; j++)
+#pragma unroll
+        for (int h2 = 0; h2 < 2; h2++) {
+            float *o = out + (16 * warp + g + 8 * h2) * ldo + 8 * j + 2 * t;
+            if (ATOMIC) {
+                atomicAdd(o, mult * c[j][2 * h2]);
+                atomicAdd(o + 1, mult * c[j][2 * h2 + 1]);
+            } else {
+                o[0] += mult * c[j][2 * h2];
+                o[1] += mult * c[j][2 * h2 + 1];
+            }
+        }
+}
+
+/* bf16 copy of a 16-bit tile of 64 rows x D (stride D + 8), the source fp16 */
+template <int D>
+__device__ __forceinline__ void to_bf16(__nv_bfloat16 *dst, const __half *src) {
+    for (int i = threadIdx.x; i < 64 * D; i += blockDim.x) {
+        int o = (i / D) * (D + 8) + i % D;
+        dst[o] = __float2bfloat16_rn(__half2float(src[o]));
+    }
+}
+
+/* A operand registers: bf16 pairs -> fp16 pairs (for bf16 inputs in an fp16 product) */
+template <int KS>
+__device__ __forceinline__ void a_bf16_to_f16(const uint32_t in[KS][4], uint32_t out[KS][4]) {
+#pragma unroll
+    for (int kk = 0; kk < KS; kk++)
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            uint32_t x = in[kk][i];
+            float2 f = __bfloat1622float2(*reinterpret_cast<__nv_bfloat162 *>(&x));
+            out[kk][i] = pack_f16(f.x, f.y);
+        }
+}
+
 #endif

@@ -6,18 +6,20 @@
  *       per query head:  QW = tril(Q W^T), S = tril(Q K^T - QW Bm), P and dZ on the diagonal tile,
  *         dS = scale dZ, dQW = tril(-dS Bm^T - dQhat U^T);
  *         dq = dQhat + dS K + dQW W;  dK += dS^T Q;  dB -= QW^T dS;  dU -= QW^T dQhat;
- *         dW += dQW^T Q;  dV += P^T dO;  dG_j -= gscale colsum dZ
+ *         dW += dQW^T Q;  dV += P^T dO;  dG_j -= gscale colsum dZ;  dG_i += gscale rowsum dZ
  *       then, with E = SL(W K^T), F = diag(b) E:  dA = dB F^T;  dF = A^T dB;  db = rowsum(dF o E);
  *         dE = SL(diag(b) dF);  dk = dK + dKhat + dE^T W;  dW += dE K
  *       UT solve (U = A diag(b) W, A = (I + SL(diag(b) W W^T))^-1):
  *         dA += dU (diag(b) W)^T;  dWb = A^T dU;  dL = SL(-A^T dA A^T);
  *         db += rowsum(dWb o W) + rowsum(dL o W W^T);  dW += diag(b) dWb + (diag(b) dL) W + (diag(b) dL)^T W
  *       and writes dq, dk, dv (bf16), dw, dbeta (f32) of the block's rows.
- *   B6  dg = reverse cumulative sum of dG within each sequence (dG holds key-side column sums only:
- *       the query-side row sums of dZ vanish, softmax rows sum to one).
- * B5's diagonal-tile products use the forward's operand types (fp16 scores, bf16 gradients); the
+ *   B6  dg = reverse cumulative sum of dG within each sequence (dG holds the key-side column sums
+ *       and the query-side row sums of dZ: see add_rowsum in path_attn_internal.cuh for why both).
+ * B5's diagonal-tile products use the forward's operand types (fp16 scores, bf16 gradients); for
+ * d <= 64 they run at warp level (diagonal_backward_mma), at d = 128 still as CTA tile products. The
  * key-transform and UT products are 3-pass. Shared memory ~221 KB at d = 128.
  * Checked by tests/test_path_attn_gpu.cu against model/attn_ref.c. */
+#include "mma_frag.cuh"
 #include "path_attn_internal.cuh"
 
 /* ---------------------------------------------------------------------------------------------
@@ -94,7 +96,10 @@ static __device__ void diagonal_backward(const PathParams &p, BlockTiles &t, con
     cta_gemm<PREC_BF16, STORE_SET>(PATH_C, PATH_C, d, 1.f, mat(t.dO, lh), mat(t.V, lh, true), t.dP, lc);
     softmax_grad_tile(p, t.S, t.dP, lc, t.lse, t.Dv, t.gl, t.gl, 0.f, true, sq.eos - t0);
     cta_gemm<PREC_BF16, STORE_ADD>(PATH_C, d, PATH_C, 1.f, mat(t.S, lc, true), mat(t.dO, lh), p.dV + tcd, d);
-    if (p.has_g) add_colsum(p.dG + (gb * p.Hq + hq) * PATH_C, t.dP, lc, p.gscale, false);
+    if (p.has_g) {
+        add_colsum(p.dG + (gb * p.Hq + hq) * PATH_C, t.dP, lc, p.gscale, false);
+        add_rowsum(p.dG + (gb * p.Hq + hq) * PATH_C, t.dP, lc, p.gscale, false);
+    }
     for (int i = threadIdx.x; i < PATH_C * PATH_C; i += blockDim.x) t.dP[(i / PATH_C) * lc + i % PATH_C] *= p.scale;
     /* dQW = tril(-dS Bm^T - dQhat U^T) */
     cta_gemm<PREC_BF16, STORE_SET>(PATH_C, PATH_C, PATH_C, -1.f, mat(t.dP, lc), mat(Bm, PATH_C, true), t.dQW, lc);
@@ -111,6 +116,189 @@ static __device__ void diagonal_backward(const PathParams &p, BlockTiles &t, con
         int r = i / d, e = i % d;
         if (t0 + r < sq.eos) p.dq[((long)(t0 + r) * p.Hq + hq) * d + e] = __float2bfloat16_rn(dQhat[i]);
     }
+    __syncthreads();
+}
+
+/* d <= 64: the same diagonal tile with warp-level products (each warp owns 16 query rows); the
+ * sums over query rows (dK, dB, dU, dW, dV) staged as bf16 tiles in the space of the key side's
+ * fp32 c x c tiles, which are free until the head loop ends. */
+template <int D>
+struct DiagTiles {
+    static constexpr int LD = D + 8, LDC = PATH_C + 8;
+    __half *W16, *Bm16;
+    bf16 *Wb, *Bmb, *Ub, *QWs, *dSs, *dQWs, *Ps, *dQhs;
+};
+
+template <int D>
+static __device__ DiagTiles<D> carve_diag(BlockTiles &t) {
+    static_assert(D <= PATH_C, "a 16-bit c x d tile must fit the space of a 16-bit c x c tile");
+    DiagTiles<D> s;
+    const long n = (long)PATH_C * (PATH_C + 8); /* one 16-bit tile, both for c x d (d <= 64) and c x c */
+    char *a = (char *)t.QW; /* QW, S, dP, dQW: four fp32 c x c tiles in a row */
+    s.W16 = (__half *)a;
+    s.Bm16 = (__half *)(a + 2 * n);
+    s.Wb = (bf16 *)(a + 4 * n);
+    s.Bmb = (bf16 *)(a + 6 * n);
+    s.Ub = (bf16 *)(a + 8 * n);
+    s.QWs = (bf16 *)(a + 10 * n);
+    s.dSs = (bf16 *)(a + 12 * n);
+    char *x = (char *)t.X1; /* X1, X2 */
+    s.dQWs = (bf16 *)x;
+    s.Ps = (bf16 *)(x + 2 * n);
+    s.dQhs = (bf16 *)(x + 4 * n);
+    return s;
+}
+
+/* the kv head's tiles of the block, once before the head loop: W, Bm (fp16 and bf16), U (bf16) */
+template <int D>
+static __device__ void load_diag_factors(const PathParams &p, DiagTiles<D> &s, long gb, int h) {
+    long tcd = (gb * p.H + h) * PATH_C * D, tcc = (gb * p.H + h) * PATH_C * PATH_C;
+    load_tile_async<PATH_C, D>(s.W16, p.W16 + tcd, D, PATH_C);
+    load_tile_async<PATH_C, PATH_C>(s.Bm16, p.Bm16 + tcc, PATH_C, PATH_C);
+    load_tile_async<PATH_C, D>(s.Ub, p.U16 + tcd, D, PATH_C); /* fp16 for now, converted below */
+    cp_async_commit();
+    cp_async_wait<0>();
+    __syncthreads();
+    to_bf16<D>(s.Wb, s.W16);
+    to_bf16<PATH_C>(s.Bmb, s.Bm16);
+    for (int i = threadIdx.x; i < PATH_C * D; i += blockDim.x) { /* in place: U fp16 -> bf16 */
+        int o = (i / D) * (D + 8) + i % D;
+        s.Ub[o] = __float2bfloat16_rn(__half2float(((const __half *)s.Ub)[o]));
+    }
+    __syncthreads();
+}
+
+template <int D>
+static __device__ void diagonal_backward_mma(const PathParams &p, BlockTiles &t, DiagTiles<D> &s, const SeqGeo &sq,
+                                             int J, int h, int hq) {
+    constexpr int NTD = D / 8, KSD = D / 16, LD = D + 8, LDC = PATH_C + 8;
+    int t0 = sq.bos + J * PATH_C, nv = sq.eos - t0;
+    long gb = sq.block_base + J, cd = (long)PATH_C * D, tcd = (gb * p.H + h) * cd;
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, tq = lane % 4;
+    int row0 = 16 * warp + g;
+    const float sl = p.scale * LOG2E_F, gl = p.gscale * LOG2E_F;
+    float *dQhat = p.dQhat + (gb * p.Hq + hq) * cd;
+    load_tile_async<PATH_C, D>(t.Q, p.q + ((long)t0 * p.Hq + hq) * D, (long)p.Hq * D, nv);
+    load_tile_async<PATH_C, D>(t.dO, p.dout + ((long)t0 * p.Hq + hq) * D, (long)p.Hq * D, nv);
+    cp_async_commit();
+    for (int r = threadIdx.x; r < PATH_C; r += blockDim.x) {
+        bool ok = r < nv;
+        t.lse[r] = ok ? p.lse[(long)(t0 + r) * p.Hq + hq] : 0.f;
+        t.Dv[r] = ok ? p.D[(long)(t0 + r) * p.Hq + hq] : 0.f;
+        t.gl[r] = p.has_g ? p.Gl[(gb * p.Hq + hq) * PATH_C + r] : 0.f;
+    }
+    float dq[NTD][4]; /* starts as dQhat, this warp's rows */
+#pragma unroll
+    for (int j = 0; j < NTD; j++)
+#pragma unroll
+        for (int h2 = 0; h2 < 2; h2++) {
+            float2 x = *(const float2 *)(dQhat + (row0 + 8 * h2) * D + 8 * j + 2 * tq);
+            dq[j][2 * h2] = x.x;
+            dq[j][2 * h2 + 1] = x.y;
+        }
+    stage_acc<NTD>(s.dQhs, LD, dq, row0);
+    cp_async_wait<0>();
+    __syncthreads();
+    /* the tile as the forward computed it: QW = tril(Q W^T) (fp16), S = Q K^T (bf16) - QW Bm (fp16) */
+    uint32_t qb[KSD][4], qh[KSD][4], doa[KSD][4];
+    load_a<KSD>(qb, t.Q, LD, 16 * warp);
+    a_bf16_to_f16<KSD>(qb, qh);
+    load_a<KSD>(doa, t.dO, LD, 16 * warp);
+    float QW[8][4], S[8][4], dP[8][4];
+    zero_acc<8>(QW);
+    mma_nk<KSD, 8, false>(QW, qh, s.W16, LD);
+#pragma unroll
+    for (int j = 0; j < 8; j++)
+#pragma unroll
+        for (int e = 0; e < 4; e++)
+            if (8 * j + 2 * tq + (e & 1) > row0 + 8 * (e >> 1)) QW[j][e] = 0.f;
+    uint32_t qwa[4][4];
+    acc_to_a<4, false>(QW, qwa, -1.f);
+    zero_acc<8>(S);
+    mma_nk<KSD, 8, true>(S, qb, t.K, LD);
+    mma_kn<4, 8, false>(S, qwa, s.Bm16, LDC);
+    zero_acc<8>(dP);
+    mma_nk<KSD, 8, true>(dP, doa, t.V, LD);
+    float colsum[8][2];
+#pragma unroll
+    for (int j = 0; j < 8; j++) colsum[j][0] = colsum[j][1] = 0.f;
+#pragma unroll
+    for (int j = 0; j < 8; j++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            int r = row0 + 8 * (e >> 1), kc = 8 * j + 2 * tq + (e & 1);
+            float pr = 0.f;
+            if (r < nv && kc <= r) {
+                float z = sl * S[j][e];
+                if (p.has_g) z += gl * (t.gl[r] - t.gl[kc]);
+                pr = fminf(exp2f(z - t.lse[r] * LOG2E_F), 1.f);
+            }
+            float dz = pr * (dP[j][e] - t.Dv[r]);
+            S[j][e] = pr;
+            dP[j][e] = dz;
+            colsum[j][e & 1] += dz;
+        }
+    if (p.has_g)
+#pragma unroll
+        for (int j = 0; j < 8; j++)
+#pragma unroll
+            for (int e = 0; e < 2; e++) {
+                float c = colsum[j][e];
+                c += __shfl_xor_sync(0xffffffffu, c, 4);
+                c += __shfl_xor_sync(0xffffffffu, c, 8);
+                c += __shfl_xor_sync(0xffffffffu, c, 16);
+                if (g == 0) atomicAdd(p.dG + (gb * p.Hq + hq) * PATH_C + 8 * j + 2 * tq + e, -p.gscale * c);
+            }
+    if (p.has_g)
+#pragma unroll
+        for (int h2 = 0; h2 < 2; h2++) { /* query side (see add_rowsum) */
+            float rs = 0.f;
+#pragma unroll
+            for (int j = 0; j < 8; j++) rs += dP[j][2 * h2] + dP[j][2 * h2 + 1];
+            rs += __shfl_xor_sync(0xffffffffu, rs, 1);
+            rs += __shfl_xor_sync(0xffffffffu, rs, 2);
+            if (tq == 0) atomicAdd(p.dG + (gb * p.Hq + hq) * PATH_C + row0 + 8 * h2, p.gscale * rs);
+        }
+    stage_acc<8>(s.Ps, LDC, S, row0);
+    stage_acc<8>(s.QWs, LDC, QW, row0);
+    stage_acc<8>(s.dSs, LDC, dP, row0, p.scale);
+    /* dQW = tril(-dS Bm^T - dQhat U^T) */
+    uint32_t dsa[4][4], dqh[KSD][4];
+    acc_to_a<4, true>(dP, dsa, p.scale);
+    acc_to_a<KSD, true>(dq, dqh, -1.f);
+    uint32_t dsn[4][4];
+    acc_to_a<4, true>(dP, dsn, -p.scale);
+    float dQW[8][4];
+    zero_acc<8>(dQW);
+    mma_nk<4, 8, true>(dQW, dsn, s.Bmb, LDC);
+    mma_nk<KSD, 8, true>(dQW, dqh, s.Ub, LD);
+#pragma unroll
+    for (int j = 0; j < 8; j++)
+#pragma unroll
+        for (int e = 0; e < 4; e++)
+            if (8 * j + 2 * tq + (e & 1) > row0 + 8 * (e >> 1)) dQW[j][e] = 0.f;
+    stage_acc<8>(s.dQWs, LDC, dQW, row0);
+    /* dq = dQhat + dS K + dQW W */
+    uint32_t dqwa[4][4];
+    acc_to_a<4, true>(dQW, dqwa);
+    mma_kn<4, NTD, true>(dq, dsa, t.K, LD);
+    mma_kn<4, NTD, true>(dq, dqwa, s.Wb, LD);
+#pragma unroll
+    for (int j = 0; j < NTD; j++)
+#pragma unroll
+        for (int h2 = 0; h2 < 2; h2++) {
+            int r = row0 + 8 * h2;
+            if (r < nv)
+                *(__nv_bfloat162 *)(p.dq + ((long)(t0 + r) * p.Hq + hq) * D + 8 * j + 2 * tq) =
+                    __floats2bfloat162_rn(dq[j][2 * h2], dq[j][2 * h2 + 1]);
+        }
+    __syncthreads();
+    /* sums over the query rows */
+    add_st_product<D, false>(p.dKhat + tcd, D, s.dSs, t.Q, LD, 1.f);
+    add_st_product<PATH_C, false>(t.dB, ld32(PATH_C), s.QWs, s.dSs, LDC, -1.f);
+    add_st_product<D, false>(p.dU + tcd, D, s.QWs, s.dQhs, LD, -1.f);
+    add_st_product<D, false>(p.dW + tcd, D, s.dQWs, t.Q, LD, 1.f);
+    add_st_product<D, false>(p.dV + tcd, D, s.Ps, t.dO, LD, 1.f);
     __syncthreads();
 }
 
@@ -193,7 +381,19 @@ static __global__ void bwd_block_kernel(PathParams p) {
     const float *Bm = p.Bm + (gb * p.H + h) * PATH_C * PATH_C;
     cta_gemm<PREC_BF16X3, STORE_SET>(PATH_C, PATH_C, d, -1.f, mat(t.W, lw), mat(p.dKhat + tcd, d, true), t.dB, lc);
     cta_gemm<PREC_BF16X3, STORE_ADD>(PATH_C, d, PATH_C, -1.f, mat(Bm, PATH_C), mat(p.dKhat + tcd, d), p.dW + tcd, d);
-    for (int hq = h * grp; hq < (h + 1) * grp; hq++) diagonal_backward(p, t, sq, J, h, hq);
+    if (d == 32 || d == 64) {
+        if (d == 32) {
+            DiagTiles<32> s = carve_diag<32>(t);
+            load_diag_factors<32>(p, s, gb, h);
+            for (int hq = h * grp; hq < (h + 1) * grp; hq++) diagonal_backward_mma<32>(p, t, s, sq, J, h, hq);
+        } else {
+            DiagTiles<64> s = carve_diag<64>(t);
+            load_diag_factors<64>(p, s, gb, h);
+            for (int hq = h * grp; hq < (h + 1) * grp; hq++) diagonal_backward_mma<64>(p, t, s, sq, J, h, hq);
+        }
+    } else {
+        for (int hq = h * grp; hq < (h + 1) * grp; hq++) diagonal_backward(p, t, sq, J, h, hq);
+    }
     key_and_ut_backward(p, t, gb, h);
     __syncthreads();
     for (int i = threadIdx.x; i < PATH_C * d; i += blockDim.x) {

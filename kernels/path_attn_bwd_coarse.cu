@@ -4,10 +4,11 @@
  *   for a = b+1 .. M-1:   Ka = Ktil_J Pi[b, a]^T            (keys moved up to frame a)
  *     for query blocks I of superblock a:
  *       Z = scale Qleft_I Ka^T + gate;  P = min(exp(Z - lse), 1);  dZ = P (dO_I V_J^T - D_I)
- *       dV_J += P^T dO_I;  dKa += scale dZ^T Qleft_I;  dG_j -= gscale colsum dZ
+ *       dV_J += P^T dO_I;  dKa += scale dZ^T Qleft_I;  dG_j -= gscale colsum dZ;  dG_i += gscale rowsum dZ
  *       dQleft_I += scale dZ Ka                               (fp32 atomics: other key blocks add too)
  *     dKtil_J += dKa Pi[b, a];   dPi[b, a] += dKa^T Ktil_J    (atomics: the superblock's blocks add)
- * Accumulators dV, dKtil, dG of block J are owned by the CTA (zeroed before the backward).
+ * Accumulators dV, dKtil of block J are owned by the CTA (zeroed before the backward); dG takes
+ * atomics: a block of a middle superblock is a key block here and a query block of other CTAs.
  * Operands: fp16 for Qleft Ka^T, bf16 for every gradient product; Pi products 3-pass.
  * Checked by tests/test_path_attn_gpu.cu against model/attn_ref.c. */
 #include "mma_frag.cuh"
@@ -60,7 +61,10 @@ static __global__ void bwd_coarse_kernel(PathParams p) {
                 cta_gemm<PREC_BF16, STORE_ADD>(PATH_C, d, PATH_C, p.scale, mat(dP, lc, true), mat(Ql, lh), dKa, lw);
                 cta_gemm<PREC_BF16, STORE_ATOMIC>(PATH_C, d, PATH_C, p.scale, mat(dP, lc), mat(Ka, lw),
                                                   p.dQleft + (gbI * p.Hq + hq) * PATH_C * d, d);
-                if (p.has_g) add_colsum(p.dG + (gbJ * p.Hq + hq) * PATH_C, dP, lc, p.gscale, false);
+                if (p.has_g) {
+                    add_colsum(p.dG + (gbJ * p.Hq + hq) * PATH_C, dP, lc, p.gscale, true);
+                    add_rowsum(p.dG + (gbI * p.Hq + hq) * PATH_C, dP, lc, p.gscale, true);
+                }
             }
         }
         cta_gemm<PREC_BF16X3, STORE_ADD>(PATH_C, d, d, 1.f, mat(dKa, lw), mat(Pi, d), p.dKtil + tcdJ, d);
@@ -209,11 +213,21 @@ __global__ void __launch_bounds__(PATH_THREADS, 2) bwd_coarse_mma_kernel(PathPar
                 }
             if (p.has_g) {
 #pragma unroll
-                for (int h2 = 0; h2 < 2; h2++) {
+                for (int h2 = 0; h2 < 2; h2++) { /* key side: sum over the queries */
                     dgk[h2] += __shfl_xor_sync(0xffffffffu, dgk[h2], 1);
                     dgk[h2] += __shfl_xor_sync(0xffffffffu, dgk[h2], 2);
-                    if (t == 0) p.dG[(gbJ * p.Hq + hq) * PATH_C + kr0 + 8 * h2] -= p.gscale * dgk[h2];
+                    if (t == 0) atomicAdd(p.dG + (gbJ * p.Hq + hq) * PATH_C + kr0 + 8 * h2, -p.gscale * dgk[h2]);
                 }
+#pragma unroll
+                for (int j = 0; j < 8; j++) /* query side (see add_rowsum): sum over this warp's keys */
+#pragma unroll
+                    for (int e = 0; e < 2; e++) {
+                        float c = dPT[j][e] + dPT[j][2 + e];
+                        c += __shfl_xor_sync(0xffffffffu, c, 4);
+                        c += __shfl_xor_sync(0xffffffffu, c, 8);
+                        c += __shfl_xor_sync(0xffffffffu, c, 16);
+                        if (g == 0) atomicAdd(p.dG + (gbI * p.Hq + hq) * PATH_C + 8 * j + 2 * t + e, p.gscale * c);
+                    }
             }
             uint32_t pa[4][4], dza[4][4];
             acc_to_a<4, true>(ST, pa);

@@ -6,7 +6,7 @@
  *   adjoint    Gd = dQleft_I; for J = J0 .. I-1:
  *                A1 = X_J W_J^T;  dU_J -= A1^T Gd;  dA1 = -Gd U_J^T;  dW_J += dA1^T X_J;  Gd += dA1 W_J
  *                Z = scale X_J Khat_J^T + gate;  P, dZ;  dV_J += P^T dO;  dKhat_J += scale dZ^T X_J
- *                dG_j -= gscale colsum dZ;  Gd += scale dZ Khat_J
+ *                dG_j -= gscale colsum dZ;  dG_i += gscale rowsum dZ;  Gd += scale dZ Khat_J
  *              dQhat_I = Gd
  * The adds into dU, dW, dKhat, dV, dG of block J are fp32 atomics (the superblock's query blocks and
  * the group's query heads add to the same tiles). Gradient operands are bf16, never fp16.
@@ -100,7 +100,10 @@ static __global__ void bwd_fine_kernel(PathParams p) {
         softmax_grad_tile(p, S, dP, lc, lse, Dv, glq, glk, goff, false, sq.eos - t0);
         cta_gemm<PREC_BF16, STORE_ATOMIC>(PATH_C, d, PATH_C, 1.f, mat(S, lc, true), mat(dOt, lh), p.dV + tcd, d);
         cta_gemm<PREC_BF16, STORE_ATOMIC>(PATH_C, d, PATH_C, p.scale, mat(dP, lc, true), mat(XJ, lh), p.dKhat + tcd, d);
-        if (p.has_g) add_colsum(p.dG + (gbJ * p.Hq + hq) * PATH_C, dP, lc, p.gscale, true);
+        if (p.has_g) {
+            add_colsum(p.dG + (gbJ * p.Hq + hq) * PATH_C, dP, lc, p.gscale, true);
+            add_rowsum(p.dG + (gbI * p.Hq + hq) * PATH_C, dP, lc, p.gscale, true);
+        }
         cta_gemm<PREC_BF16, STORE_ADD>(PATH_C, d, PATH_C, p.scale, mat(dP, lc), mat(Kh, lh), Gd, lw);
     }
     store_tile(dQhat, Gd, lw, PATH_C, d);
@@ -120,46 +123,6 @@ struct FineSmem {
     bf16 A1s[PATH_C * LDC], dA1s[PATH_C * LDC], Ps[PATH_C * LDC], dZs[PATH_C * LDC]; /* [query][key] */
     float lse[PATH_C], Dv[PATH_C], glq[PATH_C], glk[PATH_C];
 };
-
-template <int NTD>
-__device__ __forceinline__ void stage_acc(bf16 *dst, int ld, const float c[NTD][4], int row0, float mult = 1.f) {
-    int t = threadIdx.x % 4;
-#pragma unroll
-    for (int j = 0; j < NTD; j++)
-#pragma unroll
-        for (int h2 = 0; h2 < 2; h2++)
-            *(__nv_bfloat162 *)&dst[(row0 + 8 * h2) * ld + 8 * j + 2 * t] =
-                __floats2bfloat162_rn(mult * c[j][2 * h2], mult * c[j][2 * h2 + 1]);
-}
-
-/* out (64 x D, global fp32, row stride D) += mult * S^T B: S staged [query][row] (bf16), B [query][D] */
-template <int D>
-__device__ __forceinline__ void add_rowsum_product(float *out, const bf16 *S, const bf16 *B, float mult) {
-    constexpr int NTD = D / 8;
-    int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
-    uint32_t at[4][4];
-    load_a_t<4>(at, S, PATH_C + 8, 16 * warp);
-    float c[NTD][4];
-    zero_acc<NTD>(c);
-    mma_kn<4, NTD, true>(c, at, B, D + 8);
-#pragma unroll
-    for (int j = 0; j < NTD; j++)
-#pragma unroll
-        for (int h2 = 0; h2 < 2; h2++) {
-            float *o = out + (16 * warp + g + 8 * h2) * D + 8 * j + 2 * t;
-            atomicAdd(o, mult * c[j][2 * h2]);
-            atomicAdd(o + 1, mult * c[j][2 * h2 + 1]);
-        }
-}
-
-/* bf16 copies of fp16 tiles (64 x D) */
-template <int D>
-__device__ __forceinline__ void to_bf16(bf16 *dst, const __half *src) {
-    for (int i = threadIdx.x; i < PATH_C * D; i += blockDim.x) {
-        int o = (i / D) * (D + 8) + i % D;
-        dst[o] = __float2bfloat16_rn(__half2float(src[o]));
-    }
-}
 
 /* X <- X - (X W^T) U for the warp's rows (W16, U16 in shared memory); tril for the own block */
 template <int D>
@@ -329,12 +292,21 @@ __global__ void __launch_bounds__(PATH_THREADS, 1) bwd_fine_mma_kernel(PathParam
                     c += __shfl_xor_sync(0xffffffffu, c, 16);
                     if (g == 0) atomicAdd(p.dG + (gbJ * p.Hq + hq) * PATH_C + 8 * j + 2 * t + e, -p.gscale * c);
                 }
+#pragma unroll
+            for (int h2 = 0; h2 < 2; h2++) { /* query side (see add_rowsum): the warp holds whole rows */
+                float rs = 0.f;
+#pragma unroll
+                for (int j = 0; j < 8; j++) rs += dP[j][2 * h2] + dP[j][2 * h2 + 1];
+                rs += __shfl_xor_sync(0xffffffffu, rs, 1);
+                rs += __shfl_xor_sync(0xffffffffu, rs, 2);
+                if (t == 0) atomicAdd(p.dG + (gbI * p.Hq + hq) * PATH_C + row0 + 8 * h2, p.gscale * rs);
+            }
         }
         __syncthreads();
-        add_rowsum_product<D>(p.dU + tcd, sm.A1s, sm.Gds, -1.f);
-        add_rowsum_product<D>(p.dW + tcd, sm.dA1s, sm.Xb, 1.f);
-        add_rowsum_product<D>(p.dV + tcd, sm.Ps, sm.dO, 1.f);
-        add_rowsum_product<D>(p.dKhat + tcd, sm.dZs, sm.Xb, 1.f);
+        add_st_product<D, true>(p.dU + tcd, D, sm.A1s, sm.Gds, LD, -1.f);
+        add_st_product<D, true>(p.dW + tcd, D, sm.dA1s, sm.Xb, LD, 1.f);
+        add_st_product<D, true>(p.dV + tcd, D, sm.Ps, sm.dO, LD, 1.f);
+        add_st_product<D, true>(p.dKhat + tcd, D, sm.dZs, sm.Xb, LD, 1.f);
     }
 #pragma unroll
     for (int j = 0; j < NTD; j++)

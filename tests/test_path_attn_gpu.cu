@@ -4,8 +4,9 @@
  * Inputs are drawn, rounded to the kernel's input types (q, k, v, dO bf16; w, beta, g fp32) and the
  * rounded values given to the oracle, so only the kernels' own arithmetic is measured.
  * Cases cover T in {1, 63, 64, 65, 1000, 4096}, d in {32, 64, 128}, gate on and off, beta in (0, 2)
- * and (1.5, 2), document boundaries at odd offsets, grouped heads, FoX and plain softmax, and a tiny
- * upstream gradient (dO x 1e-6: fp16 gradient operands would flush it).
+ * and (1.5, 2), document boundaries at odd offsets, grouped heads, FoX and plain softmax, strong
+ * gates (logsigmoid of N(0, 1), as a model's at init), and a tiny upstream gradient (dO x 1e-6:
+ * fp16 gradient operands would flush it).
  * Without a CUDA device it prints a skip line. */
 #include <math.h>
 #include <stdio.h>
@@ -33,6 +34,7 @@ typedef struct {
     int path, gate; /* w/beta given; gate given (path-fox when path, FoX otherwise) */
     double beta_lo, beta_hi;
     double do_scale;
+    int strong_gate; /* g = logsigmoid(N(0, 1)) (a model's gate at init) instead of log U(0.95, 1) */
 } Case;
 
 static double bf16_round(double x) { return (double)__bfloat162float(__float2bfloat16_rn((float)x)); }
@@ -101,7 +103,11 @@ static void run_case(const GpuCtx *ctx, PathAttn *pa, const Case *c, uint64_t se
         bf[t] = (float)(c->beta_lo + (c->beta_hi - c->beta_lo) * rng_uniform(&r));
         beta[t] = bf[t];
     }
-    for (int t = 0; t < N * Hq; t++) { gf[t] = (float)log(0.95 + 0.05 * rng_uniform(&r)); g[t] = gf[t]; }
+    for (int t = 0; t < N * Hq; t++) {
+        double x = rng_normal(&r);
+        gf[t] = (float)(c->strong_gate ? -log1p(exp(-x)) : log(0.95 + 0.05 * rng_uniform(&r)));
+        g[t] = gf[t];
+    }
 
     /* oracle */
     double *o_ref = (double *)malloc(nq * 8), *lse_ref = (double *)malloc(N * Hq * 8 + 8);
@@ -190,6 +196,8 @@ int main(int argc, char **argv) {
         {"T1000 d64 fox", {0, 1000}, 1, 2, 2, 64, 0, 1, 0.0, 0.0, 1.0},
         {"T300 d128 softmax", {0, 300}, 1, 2, 2, 128, 0, 0, 0.0, 0.0, 1.0},
         {"T500 d64 path tiny dO", {0, 500}, 1, 2, 2, 64, 1, 0, 0.0, 2.0, 1e-6},
+        {"docs d64 fox strong gate", {0, 15, 69, 211, 300, 700}, 5, 2, 2, 64, 0, 1, 0.0, 0.0, 1.0, 1},
+        {"docs d64 path-fox strong gate", {0, 15, 69, 211, 300, 700}, 5, 2, 2, 64, 1, 1, 0.0, 2.0, 1.0, 1},
     };
     const char *only = argc > 1 ? argv[1] : NULL; /* optional: run the cases whose name contains this */
     PathAttn *pa = path_attn_create(&ctx);
