@@ -185,6 +185,116 @@ clean_text:
 	rm -f prepare_text
 
 # ---------------------------------------------------------------------------------------------
+# Multiple processes (issue 10): the communication layer comm/ (comm/comm.h), MPI and NCCL.
+# Switches: WITH_MPI, WITH_NCCL (unset: used when the probe passes; 1: required, a failed probe is an
+# error; 0: off), MPI_HOME, NCCL_HOME (a prefix holding include/ and lib/). Each is found by compiling
+# and linking a three-line probe, never by listing packages; one ✓/✗ line each says why. MPI's flags
+# come from MPI_HOME, else from its compiler wrapper (MPICC, default mpicc: Open MPI's --showme);
+# NCCL's from NCCL_HOME, else the paths nvcc already searches (the probe is compiled by nvcc).
+# Without MPI, processes still join by --rendezvous tcp:/file:; without NCCL, train runs one process.
+# Only programs that communicate link comm/ (and MPI): train_cpu and the tests of comm and train.c link
+# comm.o, comm_tcp.o and comm_host.o (buffers in host memory);
+# train and tests/test_comm_gpu link comm_nccl.o (device memory, NCCL) or comm_none.o (no NCCL).
+COMM_OBJ := $(BUILD)/comm/comm.o $(BUILD)/comm/comm_tcp.o
+MPICC ?= mpicc
+comma := ,
+
+ifeq ($(WITH_MPI),0)
+  MPI_WHY := off (WITH_MPI=0)
+else
+  ifneq ($(MPI_HOME),)
+    MPI_CFLAGS := -I$(MPI_HOME)/include
+    MPI_LDLIBS := -L$(MPI_HOME)/lib -lmpi
+    MPI_FROM := MPI_HOME=$(MPI_HOME)
+  else
+    MPI_CFLAGS := $(shell $(MPICC) --showme:compile 2>/dev/null)
+    MPI_LDLIBS := $(shell $(MPICC) --showme:link 2>/dev/null)
+    MPI_FROM := $(if $(shell command -v $(MPICC) 2>/dev/null),'$(MPICC) --showme',no $(MPICC) and no MPI_HOME)
+  endif
+  HAVE_MPI := $(shell printf '\043include <mpi.h>\nint main(int c, char **v) { MPI_Init(&c, &v); return MPI_Finalize(); }\n' | \
+                $(CC) -x c - $(MPI_CFLAGS) $(MPI_LDLIBS) -o /dev/null 2>/dev/null && echo 1)
+  MPI_WHY := $(if $(HAVE_MPI),the probe compiles and links with flags from $(MPI_FROM),\
+               the probe (mpi.h$(comma) MPI_Init$(comma) -lmpi) fails with flags from $(MPI_FROM))
+endif
+ifeq ($(HAVE_MPI),1)
+  $(info ✓ MPI: $(MPI_WHY); mpirun starts train_cpu and train)
+else
+  $(info ✗ MPI: $(MPI_WHY); processes join by --rendezvous tcp:HOST:PORT or file:PATH only (Debian: libopenmpi-dev))
+  MPI_CFLAGS :=
+  MPI_LDLIBS :=
+endif
+ifeq ($(WITH_MPI)x$(HAVE_MPI),1x)
+  $(error MPI: WITH_MPI=1, but $(MPI_WHY))
+endif
+# nvcc links train: -Wl,X and -pthread in the wrapper's flags become nvcc's -Xlinker X and -Xcompiler=-pthread
+MPI_NVCC_LDLIBS := $(patsubst -Wl$(comma)%,-Xlinker %,$(patsubst -pthread,-Xcompiler=-pthread,$(MPI_LDLIBS)))
+
+NCCL_CFLAGS := $(if $(NCCL_HOME),-I$(NCCL_HOME)/include)
+NCCL_LDLIBS := $(if $(NCCL_HOME),-L$(NCCL_HOME)/lib) -lnccl
+NCCL_FROM := $(if $(NCCL_HOME),NCCL_HOME=$(NCCL_HOME),nvcc's paths)
+ifeq ($(WITH_NCCL),0)
+  NCCL_WHY := off (WITH_NCCL=0)
+else ifeq ($(NVCC),)
+  NCCL_WHY := nvcc was not found, so there is no GPU trainer to link it into
+else
+  HAVE_NCCL := $(shell mkdir -p $(BUILD) && printf '\043include <nccl.h>\nint main(void) { int v; return ncclGetVersion(&v) != ncclSuccess; }\n' \
+                 > $(BUILD)/.nccl_probe.c && $(NVCC) -x c $(BUILD)/.nccl_probe.c $(NCCL_CFLAGS) $(NCCL_LDLIBS) -o /dev/null 2>/dev/null && echo 1)
+  NCCL_WHY := $(if $(HAVE_NCCL),the probe compiles and links with $(NCCL_FROM),the probe (nccl.h$(comma) ncclGetVersion$(comma) -lnccl) fails with $(NCCL_FROM))
+endif
+ifeq ($(HAVE_NCCL),1)
+  $(info ✓ NCCL: $(NCCL_WHY); train reduces gradients across GPUs)
+else
+  $(info ✗ NCCL: $(NCCL_WHY); multi-GPU is off: train runs one process (NCCL_HOME=... or install NCCL))
+endif
+ifeq ($(WITH_NCCL)x$(HAVE_NCCL),1x)
+  $(error NCCL: WITH_NCCL=1, but $(NCCL_WHY))
+endif
+
+# build/.comm holds the probes' answers, rewritten only when they change; what depends on them rebuilds
+COMM_STAMP := $(BUILD)/.comm
+COMM_FEATURES := x$(HAVE_MPI) $(MPI_CFLAGS) x$(HAVE_NCCL) $(NCCL_CFLAGS)
+$(shell mkdir -p $(BUILD); [ "$$(cat $(COMM_STAMP) 2>/dev/null)" = "$(COMM_FEATURES)" ] || echo "$(COMM_FEATURES)" > $(COMM_STAMP))
+MPI_DEFINE := $(if $(HAVE_MPI),-DPATHGPT_HAVE_MPI)
+$(BUILD)/comm/comm.o: CFLAGS += $(MPI_CFLAGS) $(MPI_DEFINE)
+$(BUILD)/tests/test_data_parallel.o $(BUILD)/tests/test_comm.o: CFLAGS += $(MPI_DEFINE)
+$(BUILD)/comm/comm.o $(BUILD)/comm/comm_nccl.o $(BUILD)/tests/test_data_parallel.o $(BUILD)/tests/test_comm.o: $(COMM_STAMP)
+
+COMM_HOST_USERS := train_cpu $(BUILD)/tests/test_train $(BUILD)/tests/test_comm
+$(COMM_HOST_USERS): $(COMM_OBJ) $(BUILD)/comm/comm_host.o
+$(COMM_HOST_USERS): LDLIBS += $(MPI_LDLIBS)
+ifneq ($(NVCC),)
+COMM_GPU_USERS := train $(BUILD)/tests/test_comm_gpu
+$(COMM_GPU_USERS): $(COMM_OBJ) $(BUILD)/comm/$(if $(HAVE_NCCL),comm_nccl.o,comm_none.o)
+$(COMM_GPU_USERS): GPU_LDLIBS += $(if $(HAVE_NCCL),$(NCCL_LDLIBS)) $(MPI_NVCC_LDLIBS)
+$(BUILD)/comm/comm_nccl.o: CFLAGS += -I$(CUDA_HOME)/include $(NCCL_CFLAGS)
+$(BUILD)/tests/test_comm_gpu.cu.o: NVCCFLAGS += $(if $(HAVE_NCCL),-DPATHGPT_HAVE_NCCL)
+$(BUILD)/tests/test_comm_gpu.cu.o: $(COMM_STAMP)
+endif
+# tests/test_data_parallel runs ./train_cpu (under mpirun when there is one, and over tcp/file)
+test: train_cpu
+
+# dev/bench_allreduce.c: comm_allreduce_sum's bandwidth, on host buffers (make bench_allreduce_cpu) or on
+# GPU buffers through NCCL (make bench_allreduce); the programs go to build/; README, "Multiple processes
+# and GPUs", has the commands.
+.PHONY: bench_allreduce bench_allreduce_cpu
+BENCH_COMMON_OBJ := $(addprefix $(BUILD)/common/,options.o util.o)
+bench_allreduce_cpu: $(BUILD)/bench_allreduce_cpu
+$(BUILD)/bench_allreduce_cpu: $(BUILD)/dev/bench_allreduce.o $(COMM_OBJ) $(BUILD)/comm/comm_host.o $(BENCH_COMMON_OBJ)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS) $(MPI_LDLIBS)
+ifeq ($(HAVE_NCCL),1)
+bench_allreduce: $(BUILD)/bench_allreduce
+$(BUILD)/bench_allreduce: $(BUILD)/dev/bench_allreduce_gpu.o $(COMM_OBJ) $(BUILD)/comm/comm_nccl.o $(BUILD)/kernels/gpu.o $(BENCH_COMMON_OBJ)
+	$(NVCC) $(NVCCFLAGS) -o $@ $^ -lcudart $(NCCL_LDLIBS) $(MPI_NVCC_LDLIBS)
+$(BUILD)/dev/bench_allreduce_gpu.o: dev/bench_allreduce.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -DPATHGPT_BENCH_DEVICE -I$(CUDA_HOME)/include -c $< -o $@
+else
+bench_allreduce:
+	@echo "make bench_allreduce: this build has no NCCL ($(NCCL_WHY)); make bench_allreduce_cpu times host buffers."
+	@false
+endif
+
+# ---------------------------------------------------------------------------------------------
 # objects
 
 $(BUILD)/%.o: %.c

@@ -2,21 +2,33 @@
  * train_cpu; linked with model/gpt_gpu.c, the GPU trainer. It sees the model only through
  * model/gpt.h, so nothing here knows the backend.
  *
- * Flow: flags (one option table: parser, --help, settings print) -> ModelConfig and the model ->
- * per step: grad_accum micro-batches of B x T tokens from the flip-flop generator (the default, no
- * files) or llm.c shards -> gpt_forward / gpt_backward with grad_scale = 1 / (valid targets over
- * all micro-batches [and ranks]), so the gradient is that of the mean loss -> [all-reduce] ->
- * global norm -> AdamW with grad_mult = min(1, clip / norm) and lr from model/schedule ->
- * evaluation, sampling, checkpoints (rank 0 only).
+ * Flow: flags (one option table: parser, --help, settings print) -> the processes join (comm/comm.h)
+ * -> ModelConfig and the model -> per step: grad_accum micro-batches of B x T tokens per rank from the
+ * flip-flop generator (the default, no files) or llm.c shards -> gpt_forward / gpt_backward with
+ * grad_scale = 1 / (valid targets over all micro-batches and ranks), so the gradient is that of the
+ * mean loss -> the gradient buffer summed over the ranks, once per step -> global norm -> AdamW with
+ * grad_mult = min(1, clip / norm) and lr from model/schedule -> evaluation, sampling, checkpoints
+ * (rank 0 only).
  * Evaluation: shards: mean loss over the first --val-batches batches of --val-data. Flip-flop: loss
  * and FFLM error (wrong predictions of the bits after r, doc/DESIGN.md section 7) on three held-out
  * sets drawn from fixed seeds (the same sequences in every run and at every evaluation):
  * in-distribution p(i) = 0.8, sparse 0.98, dense 0.1; the val loss is the in-distribution set's.
  * Output: a settings table, the parameter count per tensor, one line per step, eval and sample
  * lines, to stdout; warnings and errors to stderr; --log appends key=value lines.
- * Processes: rank and world come from --rank/--world (or RANK/WORLD_SIZE); each rank reads its
- * slice of one global batch. This build has no communication layer, so world > 1 is refused.
- * checked by: tests/test_train.c (options, bit-exact resume through train_main, checkpoint files). */
+ * Processes (data parallel; README, "Multiple processes and GPUs"): under mpirun, MPI gives rank and
+ * world; otherwise --rank / --world (RANK / WORLD_SIZE) and --rendezvous tcp:HOST:PORT or file:PATH.
+ * Every rank holds the whole model and reads its own rows of every global batch (world W with B rows
+ * per rank trains on the batches of world 1 with W B rows); per step the ranks sum their valid-target
+ * counts (before backward: the gradient scale), their losses and their gradient buffers, so every rank
+ * takes the same AdamW step and the weights stay identical. --zero 1 (ZeRO-1): each rank runs AdamW on
+ * its shard [r S, (r+1) S) of the flat parameters, S = ceil(n / W), then the ranks all-gather the
+ * updated parameters; before a checkpoint they all-gather the AdamW moments too, so rank 0's file holds
+ * the whole state, as without ZeRO (the results are the same bit for bit: AdamW is elementwise). The
+ * all-gathers go through host copies (gpt_copy_out / gpt_copy_in), as model/gpt.h offers no device
+ * parameter buffer. Rank 0 alone prints, logs, evaluates, samples and writes checkpoints; on resume it
+ * reads the checkpoint and sends header, parameters and moments to the others.
+ * checked by: tests/test_train.c (options, bit-exact resume through train_main, checkpoint files),
+ * tests/test_data_parallel.c (train_cpu in 2 processes against one, ZeRO-1, tcp/file, resume). */
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -26,6 +38,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "comm/comm.h"
 #include "common/options.h"
 #include "common/rng.h"
 #include "common/util.h"
@@ -54,8 +67,9 @@ typedef struct {
     double lr, min_lr, decay_frac, beta1, beta2, eps, weight_decay, clip;
     int eval_every, sample_every, sample_len, sample_prompt, top_k;
     double temperature;
-    const char *log_path, *ckpt_dir, *resume;
-    int ckpt_every, rank, world;
+    const char *log_path, *ckpt_dir, *resume, *rendezvous;
+    int ckpt_every, rank, world, local_rank, zero;
+    double join_timeout;
 } Settings;
 
 #define MAX_OPTIONS 64
@@ -131,8 +145,16 @@ static int settings_table(Settings *s, Option out[MAX_OPTIONS]) {
         OPTION("--ckpt-dir", OPT_STRING, &s->ckpt_dir, "", 0, 0, NULL, NULL, "write checkpoints here (created if missing); empty: none"),
         OPTION("--ckpt-every", OPT_INT, &s->ckpt_every, "0", 0, BIG, NULL, NULL, "checkpoint every N steps and at the end; 0: only at the end"),
         OPTION("--resume", OPT_STRING, &s->resume, "", 0, 0, NULL, NULL, "continue bit-exactly from this checkpoint (same flags)"),
-        OPTION("--rank", OPT_INT, &s->rank, "0", 0, 65535, NULL, "RANK", "this process's rank"),
-        OPTION("--world", OPT_INT, &s->world, "1", 1, 65536, NULL, "WORLD_SIZE", "number of processes"),
+        OPTION("--rank", OPT_INT, &s->rank, "0", 0, 65535, NULL, "RANK", "this process's rank (under mpirun: MPI's)"),
+        OPTION("--world", OPT_INT, &s->world, "1", 1, 65536, NULL, "WORLD_SIZE", "number of processes (under mpirun: MPI's)"),
+        OPTION("--local-rank", OPT_INT, &s->local_rank, "-1", -1, 65535, NULL, "LOCAL_RANK",
+               "index of this process on its machine, the GPU it uses; -1: MPI's, else --rank (one machine)"),
+        OPTION("--rendezvous", OPT_STRING, &s->rendezvous, "", 0, 0, NULL, "PATHGPT_RENDEZVOUS",
+               "how the processes meet: mpi, tcp:HOST:PORT (rank 0 listens), file:PATH; empty: mpi under mpirun, else one process"),
+        OPTION("--join-timeout", OPT_DOUBLE, &s->join_timeout, "300", 0.1, 1e6, NULL, NULL,
+               "seconds for every rank to join (tcp, file)"),
+        OPTION("--zero", OPT_INT, &s->zero, "0", 0, 1, NULL, NULL,
+               "1: ZeRO-1, each rank runs AdamW on its 1/world of the parameters, then all-gather; 0: all of them"),
     };
     _Static_assert(sizeof t / sizeof t[0] <= MAX_OPTIONS, "MAX_OPTIONS must hold the table");
     int n = (int)(sizeof t / sizeof t[0]);
@@ -166,9 +188,6 @@ static int settings_check(const Settings *s, const Option *opts, int n, char *wh
     if (why[0]) return -1;
     if (s->rank >= s->world)
         snprintf(why, len, "--rank %d is not below --world %d", s->rank, s->world);
-    else if (s->world > 1)
-        snprintf(why, len, "multi-process training (--world %d) is not available in this build: it has no "
-                           "communication layer to all-reduce gradients; run with --world 1", s->world);
     else if (s->ff_eval_paper && (given(opts, n, "--ff-eval-id") || given(opts, n, "--ff-eval-sparse") ||
                                   given(opts, n, "--ff-eval-dense")))
         snprintf(why, len, "--ff-eval-paper 1 sets the held-out sizes; do not also give --ff-eval-id/-sparse/-dense");
@@ -197,6 +216,10 @@ typedef struct {
     Settings s;
     ModelConfig cfg;
     Gpt *model;
+    Comm *comm;              /* the ranks (comm/comm.h); world 1: no transport */
+    int zero;                /* ZeRO-1 with world > 1 */
+    size_t shard, shard_begin, shard_end; /* ZeRO-1: S = ceil(n_params / world); this rank's [begin, end) */
+    float *gathered;         /* (world S) ZeRO-1: host buffer of the all-gathers */
     Schedule sched;
     AdamWConfig opt;
     SamplerConfig sampler;
@@ -314,9 +337,10 @@ static void setup_shards(Run *r) {
     r->val_batches = s->val_batches < r->val_dl.batches_per_epoch ? s->val_batches : (int)r->val_dl.batches_per_epoch;
 }
 
-static void run_init(Run *r, const Settings *s) {
+static void run_init(Run *r, const Settings *s, Comm *comm) {
     memset(r, 0, sizeof *r);
     r->s = *s;
+    r->comm = comm;
     r->main_rank = s->rank == 0;
     r->shards = s->train_data[0] != '\0';
     int vocab = r->shards ? setup_tokenizer(r) : FLIPFLOP_VOCAB;
@@ -340,6 +364,12 @@ static void run_init(Run *r, const Settings *s) {
     rng_init(&r->ff_rng, stream_seed(s, STREAM_FLIPFLOP, 0));
     if (r->main_rank && s->log_path[0]) r->log = fopenCheck(s->log_path, "a");
     r->model = gpt_create(&r->cfg, s->B, s->T, (uint64_t)s->seed);
+    size_t n_params = gpt_num_params(r->model);
+    r->zero = s->zero && s->world > 1;
+    r->shard = (n_params + (size_t)s->world - 1) / (size_t)s->world;
+    r->shard_begin = (size_t)s->rank * r->shard < n_params ? (size_t)s->rank * r->shard : n_params;
+    r->shard_end = r->shard_begin + r->shard < n_params ? r->shard_begin + r->shard : n_params;
+    if (r->zero) r->gathered = callocCheck((size_t)s->world * r->shard, sizeof(float));
 }
 
 static void run_free(Run *r) {
@@ -353,6 +383,7 @@ static void run_free(Run *r) {
     free(r->targets);
     free(r->row_x);
     free(r->row_y);
+    free(r->gathered);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -427,6 +458,26 @@ static void print_data(const Run *r, int start_step) {
     if (start_step) say(r, "resumed from '%s' at step %d\n", s->resume, start_step);
 }
 
+/* how the ranks joined, how a step combines them, and the model state each rank holds */
+static void print_processes(const Run *r) {
+    const Settings *s = &r->s;
+    double n = (double)gpt_num_params(r->model), mb = 4.0 / (1 << 20), mine = (double)(r->shard_end - r->shard_begin);
+    if (s->world == 1) say(r, "processes: 1 (%s)\n", comm_describe(r->comm));
+    else say(r, "processes: world %d, %s; rank 0 is local rank %d\n", s->world, comm_describe(r->comm), s->local_rank);
+    if (s->world > 1)
+        say(r, "  every step: valid targets, losses and gradients summed over the ranks (gradients once, after %d "
+               "micro-batch%s); %s\n", s->grad_accum, s->grad_accum > 1 ? "es" : "",
+            r->zero ? "ZeRO-1: AdamW on each rank's shard, then the parameters all-gathered" : "AdamW on every rank");
+    if (s->zero && !r->zero) say(r, "  --zero 1 with one process: nothing to shard, AdamW runs on all parameters\n");
+    say(r, "memory per rank (model state; activations come on top): parameters %.2f MB, gradients %.2f MB, AdamW m and "
+           "v %.2f MB", n * mb, n * mb, 2 * n * mb);
+    if (r->zero)
+        say(r, " of which this rank updates %.2f MB (the model allocates all), host buffer for the all-gathers %.2f MB",
+            2 * mine * mb, (double)s->world * r->shard * mb);
+    say(r, "\n");
+    log_kv(r, "event=processes world=%d zero=%d", s->world, r->zero);
+}
+
 /* ---------------------------------------------------------------------------------------------
  * training */
 
@@ -450,6 +501,23 @@ typedef struct {
     float norm;
 } StepResult;
 
+/* ZeRO-1: every rank's shard of state which (gpt_copy_out: 0 parameters, 1 m, 2 v) to every rank */
+static void gather_shards(Run *r, int which) {
+    gpt_copy_out(r->model, which, r->gathered);
+    comm_allgather_host(r->comm, r->gathered, r->shard);
+    gpt_copy_in(r->model, which, r->gathered);
+}
+
+/* AdamW step t on every parameter, or (ZeRO-1) on this rank's shard, then the updated shards to all */
+static void update(Run *r, float lr, float grad_mult, int t) {
+    if (!r->zero) {
+        gpt_update(r->model, &r->opt, lr, grad_mult, t, 0, gpt_num_params(r->model));
+        return;
+    }
+    gpt_update(r->model, &r->opt, lr, grad_mult, t, r->shard_begin, r->shard_end);
+    gather_shards(r, 0);
+}
+
 /* One optimizer step (0-based step). */
 static StepResult train_step(Run *r, int step) {
     const Settings *s = &r->s;
@@ -459,7 +527,9 @@ static StepResult train_step(Run *r, int step) {
         next_batch(r, r->inputs + a * BT, r->targets + a * BT);
         for (size_t i = 0; i < BT; i++) n_valid += r->targets[a * BT + i] >= 0;
     }
-    /* data parallel (world > 1): n_valid is summed over the ranks here */
+    double all_valid = (double)n_valid; /* over the ranks: exact below 2^53 */
+    comm_sum_host(r->comm, &all_valid, 1);
+    n_valid = (long long)all_valid;
     float grad_scale = n_valid > 0 ? 1.0f / (float)n_valid : 0.0f;
     double loss_sum = 0.0;
     for (int a = 0; a < s->grad_accum; a++) {
@@ -467,12 +537,13 @@ static StepResult train_step(Run *r, int step) {
         loss_sum += (double)l.loss * l.n_valid;
         gpt_backward(r->model, grad_scale);
     }
-    /* data parallel (world > 1): gpt_grad_buffer is summed over the ranks here */
+    comm_sum_host(r->comm, &loss_sum, 1);
+    comm_allreduce_sum(r->comm, gpt_grad_buffer(r->model), gpt_num_params(r->model), NULL); /* once per step */
     StepResult res = {n_valid ? loss_sum / n_valid : 0.0, schedule_lr(&r->sched, step), gpt_grad_norm(r->model)};
     if (!isfinite(res.norm) || !isfinite(res.loss))
         die("step %d: loss %g, gradient norm %g; stopping (try a lower --lr)", step + 1, res.loss, res.norm);
     float grad_mult = s->clip > 0 && res.norm > s->clip ? (float)(s->clip / res.norm) : 1.0f;
-    gpt_update(r->model, &r->opt, (float)res.lr, grad_mult, step + 1, 0, gpt_num_params(r->model));
+    update(r, (float)res.lr, grad_mult, step + 1);
     gpt_zero_grad(r->model);
     return res;
 }
@@ -669,11 +740,26 @@ static void save_checkpoint(Run *r, int done) {
     log_kv(r, "event=checkpoint step=%d path=%s", done, path);
 }
 
-/* Loads --resume into the model and the data position; returns the steps already done. */
+/* world > 1: rank 0 has loaded the checkpoint; its header, parameters and moments go to every rank */
+static void share_checkpoint(Run *r, CheckpointHeader *saved) {
+    size_t n = gpt_num_params(r->model);
+    float *buf = mallocCheck(sizeof(float) * n);
+    comm_broadcast_host(r->comm, saved, sizeof *saved);
+    for (int which = 0; which < 3; which++) {
+        if (r->main_rank) gpt_copy_out(r->model, which, buf);
+        comm_broadcast_host(r->comm, buf, sizeof(float) * n);
+        if (!r->main_rank) gpt_copy_in(r->model, which, buf);
+    }
+    free(buf);
+}
+
+/* Loads --resume (rank 0 reads it) into the model and the data position; returns the steps already done. */
 static int resume(Run *r) {
     CheckpointHeader run = run_header(r, 0), saved;
     char why[1024];
-    if (checkpoint_load(r->s.resume, r->model, &run, &saved, why, sizeof why)) die("%s", why);
+    memset(&saved, 0, sizeof saved);
+    if (r->main_rank && checkpoint_load(r->s.resume, r->model, &run, &saved, why, sizeof why)) die("%s", why);
+    if (r->s.world > 1) share_checkpoint(r, &saved);
     if (saved.step > r->s.steps)
         die("--resume: checkpoint '%s' is at step %lld, past --steps %d", r->s.resume, (long long)saved.step, r->s.steps);
     if (!r->shards) r->ff_rng.state = saved.flipflop_rng;
@@ -695,6 +781,22 @@ static const char *usage_text(void) {
     return buf;
 }
 
+/* Joins the other processes (comm/comm.h) and takes rank, world and local rank from the result; under
+ * mpirun those are MPI's, and --rank / --world, if given, must agree. */
+static Comm *join_processes(Settings *s, const Option *opts, int n) {
+    CommConfig cc = {s->rendezvous, s->rank, s->world, s->local_rank, s->join_timeout};
+    Comm *c;
+    char why[1024];
+    if (comm_init(&c, &cc, why, sizeof why)) die("processes: %s", why);
+    if ((given(opts, n, "--world") && comm_world(c) != s->world) || (given(opts, n, "--rank") && comm_rank(c) != s->rank))
+        die("processes: MPI made this rank %d of world %d, but --rank %d / --world %d (flags or RANK / WORLD_SIZE) "
+            "say otherwise; under mpirun leave them out", comm_rank(c), comm_world(c), s->rank, s->world);
+    s->rank = comm_rank(c);
+    s->world = comm_world(c);
+    s->local_rank = comm_local_rank(c);
+    return c;
+}
+
 /* whether a periodic action (every N steps, 0: never, and at the last step) is due after step done */
 static int due(int done, int every, int last) { return last || (every > 0 && done % every == 0); }
 
@@ -711,12 +813,14 @@ static int train_main(int argc, char **argv) {
         return 0;
     }
     if (rc < 0 || settings_check(&s, opts, n, why, sizeof why)) die("%s", why);
+    Comm *comm = join_processes(&s, opts, n);
     Run r;
-    run_init(&r, &s);
+    run_init(&r, &s, comm);
     int start = s.resume[0] ? resume(&r) : 0;
     print_settings(&r, opts, n, start);
     print_model(&r);
     print_data(&r, start);
+    print_processes(&r);
     double t_start = now_s(), t_train = 0.0;
     for (int step = start; step < s.steps; step++) {
         double t0 = now_s();
@@ -725,15 +829,21 @@ static int train_main(int argc, char **argv) {
         t_train += dt;
         int done = step + 1, last = done == s.steps;
         report_step(&r, done, &res, dt);
+        int ckpt = s.ckpt_dir[0] && due(done, s.ckpt_every, last);
+        if (ckpt && r.zero) { /* every rank's shard of the moments, for rank 0's file */
+            gather_shards(&r, 1);
+            gather_shards(&r, 2);
+        }
         if (!r.main_rank) continue;
         if (due(done, s.eval_every, last) && !r.shards) evaluate_flipflop(&r, done);
         if (due(done, s.eval_every, last) && r.has_val) evaluate_shards(&r, done);
         if (s.sample_every && due(done, s.sample_every, last)) sample(&r, done);
-        if (s.ckpt_dir[0] && due(done, s.ckpt_every, last)) save_checkpoint(&r, done);
+        if (ckpt) save_checkpoint(&r, done);
     }
     say(&r, "done: %d steps in %.1f s (%.1f s of training steps)\n", s.steps - start, now_s() - t_start, t_train);
     log_kv(&r, "event=done steps=%d seconds=%.3f train_seconds=%.3f", s.steps - start, now_s() - t_start, t_train);
     run_free(&r);
+    comm_free(comm);
     return 0;
 }
 

@@ -553,7 +553,10 @@ Gpt *gpt_create(const ModelConfig *cfg, int B, int T, uint64_t seed) {
     g->B = B;
     g->T = T;
     g->num_params = param_specs(cfg, g->specs);
-    if (gpu_ctx_init(&g->ctx, 0, why, sizeof why) != 0) die("gpt_create: %s", why);
+    int device = 0; /* the current device: comm_init picked this rank's GPU (0 on one process) */
+    if (cudaGetDevice(&device) != cudaSuccess) device = 0;
+    if (gpu_ctx_init(&g->ctx, device, why, sizeof why) != 0)
+        die("%s: this is the GPU trainer; without a GPU use the CPU one: make train_cpu && ./train_cpu", why);
     g->mm = matmul_create(&g->ctx);
     g->pa = path_attn_create(&g->ctx);
     allocate(g);
