@@ -104,7 +104,7 @@ $(BUILD)/tests/gpt_cpu_twin.o: $(BUILD)/model/gpt_cpu.o
 	objcopy $$(nm -g --defined-only $< | awk '$$3 ~ /^gpt_/ { printf "--redefine-sym %s=cpu_%s ", $$3, $$3 }') $< $@
 
 GPT_GPU_TEST_CPU_OBJ := $(BUILD)/tests/gpt_cpu_twin.o \
-    $(addprefix $(BUILD)/,model/params.o model/config.o model/adamw.o model/attn_ref.o common/util.o common/rng.o kernels/attn_dims.o)
+    $(addprefix $(BUILD)/,model/params.o model/config.o model/documents.o model/adamw.o model/attn_ref.o common/util.o common/rng.o kernels/attn_dims.o)
 $(BUILD)/tests/test_gpt_gpu: $(BUILD)/tests/test_gpt_gpu.cu.o $(GPU_MODEL_OBJ) $(GPU_LIB_OBJ) $(GPT_GPU_TEST_CPU_OBJ) $(TEST_CHECK_OBJ)
 	$(NVCC) $(NVCCFLAGS) -o $@ $^ $(GPU_LDLIBS)
 endif

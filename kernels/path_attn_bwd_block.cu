@@ -176,7 +176,6 @@ static __device__ void diagonal_backward_mma(const PathParams &p, BlockTiles &t,
     long gb = sq.block_base + J, cd = (long)PATH_C * D, tcd = (gb * p.H + h) * cd;
     int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, tq = lane % 4;
     int row0 = 16 * warp + g;
-    const float sl = p.scale * LOG2E_F, gl = p.gscale * LOG2E_F;
     float *dQhat = p.dQhat + (gb * p.Hq + hq) * cd;
     load_tile_async<PATH_C, D>(t.Q, p.q + ((long)t0 * p.Hq + hq) * D, (long)p.Hq * D, nv);
     load_tile_async<PATH_C, D>(t.dO, p.dout + ((long)t0 * p.Hq + hq) * D, (long)p.Hq * D, nv);
@@ -219,46 +218,8 @@ static __device__ void diagonal_backward_mma(const PathParams &p, BlockTiles &t,
     mma_kn<4, 8, false>(S, qwa, s.Bm16, LDC);
     zero_acc<8>(dP);
     mma_nk<KSD, 8, true>(dP, doa, t.V, LD);
-    float colsum[8][2];
-#pragma unroll
-    for (int j = 0; j < 8; j++) colsum[j][0] = colsum[j][1] = 0.f;
-#pragma unroll
-    for (int j = 0; j < 8; j++)
-#pragma unroll
-        for (int e = 0; e < 4; e++) {
-            int r = row0 + 8 * (e >> 1), kc = 8 * j + 2 * tq + (e & 1);
-            float pr = 0.f;
-            if (r < nv && kc <= r) {
-                float z = sl * S[j][e];
-                if (p.has_g) z += gl * (t.gl[r] - t.gl[kc]);
-                pr = fminf(exp2f(z - t.lse[r] * LOG2E_F), 1.f);
-            }
-            float dz = pr * (dP[j][e] - t.Dv[r]);
-            S[j][e] = pr;
-            dP[j][e] = dz;
-            colsum[j][e & 1] += dz;
-        }
-    if (p.has_g)
-#pragma unroll
-        for (int j = 0; j < 8; j++)
-#pragma unroll
-            for (int e = 0; e < 2; e++) {
-                float c = colsum[j][e];
-                c += __shfl_xor_sync(0xffffffffu, c, 4);
-                c += __shfl_xor_sync(0xffffffffu, c, 8);
-                c += __shfl_xor_sync(0xffffffffu, c, 16);
-                if (g == 0) atomicAdd(p.dG + (gb * p.Hq + hq) * PATH_C + 8 * j + 2 * tq + e, -p.gscale * c);
-            }
-    if (p.has_g)
-#pragma unroll
-        for (int h2 = 0; h2 < 2; h2++) { /* query side (see add_rowsum) */
-            float rs = 0.f;
-#pragma unroll
-            for (int j = 0; j < 8; j++) rs += dP[j][2 * h2] + dP[j][2 * h2 + 1];
-            rs += __shfl_xor_sync(0xffffffffu, rs, 1);
-            rs += __shfl_xor_sync(0xffffffffu, rs, 2);
-            if (tq == 0) atomicAdd(p.dG + (gb * p.Hq + hq) * PATH_C + row0 + 8 * h2, p.gscale * rs);
-        }
+    float *dG = p.dG + (gb * p.Hq + hq) * PATH_C;
+    grad_tile_rows(p, S, dP, row0, nv, true, t.lse, t.Dv, t.gl, t.gl, 0.f, dG, dG);
     stage_acc<8>(s.Ps, LDC, S, row0);
     stage_acc<8>(s.QWs, LDC, QW, row0);
     stage_acc<8>(s.dSs, LDC, dP, row0, p.scale);

@@ -157,7 +157,6 @@ __global__ void __launch_bounds__(PATH_THREADS, 1) bwd_fine_mma_kernel(PathParam
     long gbI = sq.block_base + I, cd = (long)PATH_C * D;
     int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
     int row0 = 16 * warp + g;
-    const float sl = p.scale * LOG2E_F, gl = p.gscale * LOG2E_F;
     const float *dQleft = p.dQleft + (gbI * p.Hq + hq) * cd;
     float *dQhat = p.dQhat + (gbI * p.Hq + hq) * cd;
     if (I == J0) { /* no fine pairs: Qleft_I = Q^_I */
@@ -257,51 +256,14 @@ __global__ void __launch_bounds__(PATH_THREADS, 1) bwd_fine_mma_kernel(PathParam
         zero_acc<8>(dP);
         mma_nk<KSD, 8, false>(S, xa, sm.K16, LD);
         mma_nk<KSD, 8, true>(dP, doa, sm.V, LD);
-        float colsum[8][2];
-#pragma unroll
-        for (int j = 0; j < 8; j++) colsum[j][0] = colsum[j][1] = 0.f;
-#pragma unroll
-        for (int j = 0; j < 8; j++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                int r = row0 + 8 * (e >> 1), kc = 8 * j + 2 * t + (e & 1);
-                float pr = 0.f;
-                if (r < nv) {
-                    float z = sl * S[j][e];
-                    if (p.has_g) z += gl * (sm.glq[r] - sm.glk[kc] + goff);
-                    pr = fminf(exp2f(z - sm.lse[r] * LOG2E_F), 1.f);
-                }
-                float dz = pr * (dP[j][e] - sm.Dv[r]);
-                S[j][e] = pr;
-                dP[j][e] = dz;
-                colsum[j][e & 1] += dz;
-            }
+        float *dG = p.dG + (long)hq * PATH_C;
+        grad_tile_rows(p, S, dP, row0, nv, false, sm.lse, sm.Dv, sm.glq, sm.glk, goff, dG + gbI * p.Hq * PATH_C,
+                       dG + gbJ * p.Hq * PATH_C);
         stage_acc<8>(sm.Ps, LDC, S, row0);
         stage_acc<8>(sm.dZs, LDC, dP, row0, p.scale);
         uint32_t dza[4][4];
         acc_to_a<4, true>(dP, dza, p.scale);
         mma_kn<4, NTD, true>(Gd, dza, sm.Kb, LD);
-        if (p.has_g) { /* dG_j -= gscale colsum dZ: sum the warp's rows, one atomic per column and warp */
-#pragma unroll
-            for (int j = 0; j < 8; j++)
-#pragma unroll
-                for (int e = 0; e < 2; e++) {
-                    float c = colsum[j][e];
-                    c += __shfl_xor_sync(0xffffffffu, c, 4);
-                    c += __shfl_xor_sync(0xffffffffu, c, 8);
-                    c += __shfl_xor_sync(0xffffffffu, c, 16);
-                    if (g == 0) atomicAdd(p.dG + (gbJ * p.Hq + hq) * PATH_C + 8 * j + 2 * t + e, -p.gscale * c);
-                }
-#pragma unroll
-            for (int h2 = 0; h2 < 2; h2++) { /* query side (see add_rowsum): the warp holds whole rows */
-                float rs = 0.f;
-#pragma unroll
-                for (int j = 0; j < 8; j++) rs += dP[j][2 * h2] + dP[j][2 * h2 + 1];
-                rs += __shfl_xor_sync(0xffffffffu, rs, 1);
-                rs += __shfl_xor_sync(0xffffffffu, rs, 2);
-                if (t == 0) atomicAdd(p.dG + (gbI * p.Hq + hq) * PATH_C + row0 + 8 * h2, p.gscale * rs);
-            }
-        }
         __syncthreads();
         add_st_product<D, true>(p.dU + tcd, D, sm.A1s, sm.Gds, LD, -1.f);
         add_st_product<D, true>(p.dW + tcd, D, sm.dA1s, sm.Xb, LD, 1.f);

@@ -232,6 +232,57 @@ __device__ __forceinline__ void add_rowsum(float *dst, const float *dZ, int lds,
     __syncthreads();
 }
 
+/* Backward of a query-major score tile in registers (a warp's 16 query rows x 64 keys; this thread's
+ * rows row0, row0 + 8): S (raw scores) becomes P = min(exp(z - lse), 1), 0 on rows >= nv and, when
+ * causal, above the diagonal; dP (= dO V^T) becomes dZ = P (dP - D). With a gate, the key side
+ * dGk[j] -= gscale colsum dZ and the query side dGq[i] += gscale rowsum dZ (add_rowsum says why),
+ * as fp32 atomics. lse, Dv, glq are per query row, glk per key, goff = Go_I - Go_J. */
+static __device__ __forceinline__ void grad_tile_rows(const PathParams &p, float S[8][4], float dP[8][4], int row0, int nv,
+                                                      bool causal, const float *lse, const float *Dv, const float *glq,
+                                                      const float *glk, float goff, float *dGq, float *dGk) {
+    const float sl = p.scale * LOG2E_F, gl = p.gscale * LOG2E_F;
+    int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+    float colsum[8][2];
+#pragma unroll
+    for (int j = 0; j < 8; j++) colsum[j][0] = colsum[j][1] = 0.f;
+#pragma unroll
+    for (int j = 0; j < 8; j++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            int r = row0 + 8 * (e >> 1), kc = 8 * j + 2 * t + (e & 1);
+            float pr = 0.f;
+            if (r < nv && !(causal && kc > r)) {
+                float z = sl * S[j][e];
+                if (p.has_g) z += gl * (glq[r] - glk[kc] + goff);
+                pr = fminf(exp2f(z - lse[r] * LOG2E_F), 1.f);
+            }
+            float dz = pr * (dP[j][e] - Dv[r]);
+            S[j][e] = pr;
+            dP[j][e] = dz;
+            colsum[j][e & 1] += dz;
+        }
+    if (!p.has_g) return;
+#pragma unroll
+    for (int j = 0; j < 8; j++) /* key side: the warp's rows summed, one atomic per column and warp */
+#pragma unroll
+        for (int e = 0; e < 2; e++) {
+            float c = colsum[j][e];
+            c += __shfl_xor_sync(0xffffffffu, c, 4);
+            c += __shfl_xor_sync(0xffffffffu, c, 8);
+            c += __shfl_xor_sync(0xffffffffu, c, 16);
+            if (g == 0) atomicAdd(dGk + 8 * j + 2 * t + e, -p.gscale * c);
+        }
+#pragma unroll
+    for (int h2 = 0; h2 < 2; h2++) { /* query side: the warp holds whole rows */
+        float rs = 0.f;
+#pragma unroll
+        for (int j = 0; j < 8; j++) rs += dP[j][2 * h2] + dP[j][2 * h2 + 1];
+        rs += __shfl_xor_sync(0xffffffffu, rs, 1);
+        rs += __shfl_xor_sync(0xffffffffu, rs, 2);
+        if (t == 0) atomicAdd(dGq + row0 + 8 * h2, p.gscale * rs);
+    }
+}
+
 /* keep the lower triangle (diagonal included when incl) of a c x c tile, zero the rest */
 __device__ __forceinline__ void tril_tile(float *S, int lds, bool incl) {
     __syncthreads();

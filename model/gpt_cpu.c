@@ -32,6 +32,7 @@
 #include "../common/util.h"
 #include "adamw.h"
 #include "attn_ref.h"
+#include "documents.h"
 
 /* ---------------------------------------------------------------------------------------------
  * layers: N rows; backward functions add (+=) into every gradient they are given */
@@ -392,26 +393,6 @@ static void attn_alloc(AttnBuffers *ab, size_t N, size_t C, size_t NH) {
     for (int i = 0; i < nh; i++, p += N * NH) *heads[i] = p;
 }
 
-typedef struct { /* layer l's parameters (or gradients: same layout); NULL where the type has none */
-    float *ln1w, *ln1b, *qkvw, *qkvb, *attprojw, *attprojb, *ln2w, *ln2b, *fcw, *fcb, *fcprojw, *fcprojb;
-    float *wdown, *wup, *wconv, *betaw, *betab, *gatew, *gateb;
-} LayerParams;
-
-static LayerParams layer_params(const ParameterTensors *p, const ModelConfig *cfg, int l) {
-    size_t C = cfg->n_embd, NH = cfg->n_head, R = cfg->w_rank, K = cfg->conv_size;
-    int path = attn_uses_path(cfg->attn), gated = attn_uses_gate(cfg->attn);
-    LayerParams lp = {
-        .ln1w = p->ln1w + l * C, .ln1b = p->ln1b + l * C, .qkvw = p->qkvw + l * 3 * C * C,
-        .qkvb = p->qkvb + l * 3 * C, .attprojw = p->attprojw + l * C * C, .attprojb = p->attprojb + l * C,
-        .ln2w = p->ln2w + l * C, .ln2b = p->ln2b + l * C, .fcw = p->fcw + l * 4 * C * C,
-        .fcb = p->fcb + l * 4 * C, .fcprojw = p->fcprojw + l * C * 4 * C, .fcprojb = p->fcprojb + l * C,
-        .wdown = path ? p->wdown + l * R * C : NULL, .wup = path ? p->wup + l * C * R : NULL,
-        .wconv = path ? p->wconv + l * C * K : NULL, .betaw = path ? p->betaw + l * NH * C : NULL,
-        .betab = path ? p->betab + l * NH : NULL, .gatew = gated ? p->gatew + l * NH * C : NULL,
-        .gateb = gated ? p->gateb + l * NH : NULL,
-    };
-    return lp;
-}
 
 typedef struct { /* layer l's slice of ActivationTensors; NULL where the type has none */
     float *ln1, *ln1_mean, *ln1_rstd, *qkv, *w_low, *w_up, *w_conv, *w, *beta, *gate;
@@ -686,18 +667,7 @@ static void check_tokens(const char *who, const char *what, const int *tokens, i
 
 /* doc_start, pos and the packed sequences of the batch in g->inputs (B rows of T). */
 static void documents(Gpt *g, int B, int T) {
-    int doc = g->cfg.doc_token, start = 0;
-    g->n_seqs = 0;
-    for (int n = 0; n < B * T; n++) {
-        int t = n % T;
-        if (t == 0 || (doc >= 0 && g->inputs[n] == doc)) {
-            start = t;
-            g->cu_seqlens[g->n_seqs++] = n;
-        }
-        g->doc_start[n] = start;
-        g->pos[n] = t - start;
-    }
-    g->cu_seqlens[g->n_seqs] = B * T;
+    g->n_seqs = batch_documents(&g->cfg, g->inputs, B, T, g->doc_start, g->pos, g->cu_seqlens);
 }
 
 GptLoss gpt_forward(Gpt *g, const int *inputs, const int *targets, int B, int T) {

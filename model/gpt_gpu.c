@@ -50,6 +50,7 @@
 #include "../kernels/path_layer.h"
 #include "../kernels/rope.h"
 #include "adamw.h"
+#include "documents.h"
 #include "gpt_gpu.h"
 
 #define BF16 2        /* bytes per bf16 element */
@@ -324,26 +325,6 @@ static void refresh_bf16(Gpt *g) {
     }
 }
 
-typedef struct { /* layer l's parameters (or gradients: same layout); NULL where the type has none */
-    float *ln1w, *ln1b, *qkvw, *qkvb, *attprojw, *attprojb, *ln2w, *ln2b, *fcw, *fcb, *fcprojw, *fcprojb;
-    float *wdown, *wup, *wconv, *betaw, *betab, *gatew, *gateb;
-} LayerParams;
-
-static LayerParams layer_params(const ParameterTensors *p, const ModelConfig *cfg, int l) {
-    size_t C = cfg->n_embd, NH = cfg->n_head, R = cfg->w_rank, K = cfg->conv_size;
-    int path = attn_uses_path(cfg->attn), gated = attn_uses_gate(cfg->attn);
-    LayerParams lp = {
-        .ln1w = p->ln1w + l * C, .ln1b = p->ln1b + l * C, .qkvw = p->qkvw + l * 3 * C * C,
-        .qkvb = p->qkvb + l * 3 * C, .attprojw = p->attprojw + l * C * C, .attprojb = p->attprojb + l * C,
-        .ln2w = p->ln2w + l * C, .ln2b = p->ln2b + l * C, .fcw = p->fcw + l * 4 * C * C,
-        .fcb = p->fcb + l * 4 * C, .fcprojw = p->fcprojw + l * C * 4 * C, .fcprojb = p->fcprojb + l * C,
-        .wdown = path ? p->wdown + l * R * C : NULL, .wup = path ? p->wup + l * C * R : NULL,
-        .wconv = path ? p->wconv + l * C * K : NULL, .betaw = path ? p->betaw + l * NH * C : NULL,
-        .betab = path ? p->betab + l * NH : NULL, .gatew = gated ? p->gatew + l * NH * C : NULL,
-        .gateb = gated ? p->gateb + l * NH : NULL,
-    };
-    return lp;
-}
 
 /* ---------------------------------------------------------------------------------------------
  * the batch: documents, positions, embedding groups (host), then one upload */
@@ -367,21 +348,11 @@ static int group_rows(const int *key, int N, int n_keys, int *counts, int *keys,
 
 /* Tables of the batch (B rows of T) and its documents (as gpt_cpu.c), uploaded in one copy. */
 static void load_batch(Gpt *g, const int *inputs, const int *targets, int B, int T) {
-    int N = B * T, doc = g->cfg.doc_token, start = 0;
+    int N = B * T;
     int **h = g->tab_host;
     memcpy(h[TAB_TOKENS], inputs, sizeof(int) * N);
     for (int n = 0; n < N; n++) h[TAB_TARGETS][n] = targets ? targets[n] : -1;
-    g->n_seqs = 0;
-    for (int n = 0; n < N; n++) {
-        int t = n % T;
-        if (t == 0 || (doc >= 0 && inputs[n] == doc)) {
-            start = t;
-            g->cu_seqlens[g->n_seqs++] = n;
-        }
-        h[TAB_DOC_START][n] = start;
-        h[TAB_POS][n] = t - start;
-    }
-    g->cu_seqlens[g->n_seqs] = N;
+    g->n_seqs = batch_documents(&g->cfg, inputs, B, T, h[TAB_DOC_START], h[TAB_POS], g->cu_seqlens);
     g->n_tok_groups = group_rows(inputs, N, g->cfg.padded_vocab_size, g->counts, h[TAB_TOK_KEYS],
                                  h[TAB_TOK_OFFSET], h[TAB_TOK_ROWS]);
     g->n_pos_groups = g->cfg.attn == ATTN_LEARNED ? group_rows(h[TAB_POS], N, T, g->counts, h[TAB_POS_KEYS],

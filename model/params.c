@@ -77,3 +77,19 @@ void param_init(const ModelConfig *cfg, const ParamSpec s[NUM_PARAM_TENSORS], fl
         buf += s[i].n_elems;
     }
 }
+
+LayerParams layer_params(const ParameterTensors *p, const ModelConfig *cfg, int l) {
+    size_t C = cfg->n_embd, NH = cfg->n_head, R = cfg->w_rank, K = cfg->conv_size;
+    int path = attn_uses_path(cfg->attn), gated = attn_uses_gate(cfg->attn);
+    LayerParams lp = {
+        .ln1w = p->ln1w + l * C, .ln1b = p->ln1b + l * C, .qkvw = p->qkvw + l * 3 * C * C,
+        .qkvb = p->qkvb + l * 3 * C, .attprojw = p->attprojw + l * C * C, .attprojb = p->attprojb + l * C,
+        .ln2w = p->ln2w + l * C, .ln2b = p->ln2b + l * C, .fcw = p->fcw + l * 4 * C * C,
+        .fcb = p->fcb + l * 4 * C, .fcprojw = p->fcprojw + l * C * 4 * C, .fcprojb = p->fcprojb + l * C,
+        .wdown = path ? p->wdown + l * R * C : NULL, .wup = path ? p->wup + l * C * R : NULL,
+        .wconv = path ? p->wconv + l * C * K : NULL, .betaw = path ? p->betaw + l * NH * C : NULL,
+        .betab = path ? p->betab + l * NH : NULL, .gatew = gated ? p->gatew + l * NH * C : NULL,
+        .gateb = gated ? p->gateb + l * NH : NULL,
+    };
+    return lp;
+}

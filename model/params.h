@@ -55,6 +55,15 @@ void param_point(const ParamSpec specs[NUM_PARAM_TENSORS], float *buf, Parameter
 /* The view of tensor i (same order as the table). */
 float **param_view(ParameterTensors *t, int i);
 
+/* Layer l's tensors of t (parameters or gradients: the same layout); NULL for the tensors the
+ * attention type does not use. */
+typedef struct {
+    float *ln1w, *ln1b, *qkvw, *qkvb, *attprojw, *attprojb, *ln2w, *ln2b, *fcw, *fcb, *fcprojw, *fcprojb;
+    float *wdown, *wup, *wconv, *betaw, *betab, *gatew, *gateb;
+} LayerParams;
+
+LayerParams layer_params(const ParameterTensors *t, const ModelConfig *cfg, int l);
+
 /* Fills buf by the init rules, drawing normals from a generator seeded with seed, tensor by tensor
  * in table order (deterministic, independent of the backend). */
 void param_init(const ModelConfig *cfg, const ParamSpec specs[NUM_PARAM_TENSORS], float *buf, uint64_t seed);
