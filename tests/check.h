@@ -19,6 +19,15 @@ int check_true(const char *name, int cond, const char *detail);
 void check_skip(const char *name, const char *why);
 int check_finish(void);
 
+/* For the tests that run several processes (POSIX):
+ * the exit status of child pid (128 + signal if killed by one); after timeout_s it is killed and the
+ * result is 124 */
+int check_wait_child(int pid, int timeout_s);
+/* the whole file as a NUL-terminated string (malloc'd; "" if it cannot be opened) */
+char *check_read_text(const char *path);
+/* a TCP port on the loopback interface that was free a moment ago */
+int check_free_port(void);
+
 /* ||a - b|| / ||b|| (absolute ||a - b|| when b is all zero); NaN anywhere gives NaN */
 double rel_rms(const double *a, const double *b, size_t n);
 double rel_rms_f(const float *a, const float *b, size_t n);

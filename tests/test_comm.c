@@ -41,6 +41,7 @@
 #define N_PART ((size_t)1001)      /* per rank in reduce-scatter and all-gather */
 #define N_BCAST ((size_t)1 << 20)  /* bytes */
 #define CHILD_TIMEOUT_S 60
+static int wait_child(pid_t pid) { return check_wait_child(pid, CHILD_TIMEOUT_S); }
 
 static char tmp_dir[] = "/tmp/test_comm.XXXXXX";
 
@@ -170,42 +171,15 @@ static pid_t start(const char *name, const Child *ch) {
     return pid;
 }
 
-/* exit status of pid; killed (124) after CHILD_TIMEOUT_S */
-static int finish(pid_t pid) {
-    int status;
-    for (int waited_ms = 0;; waited_ms += 10) {
-        if (waitpid(pid, &status, WNOHANG) == pid) return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-        if (waited_ms >= CHILD_TIMEOUT_S * 1000) {
-            kill(pid, SIGKILL);
-            waitpid(pid, &status, 0);
-            return 124;
-        }
-        struct timespec ts = {0, 10 * 1000000L};
-        nanosleep(&ts, NULL);
-    }
-}
-
-static char *read_text(const char *path) {
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return strdup("");
-    fseek(fp, 0, SEEK_END);
-    long n = ftell(fp);
-    fseek(fp, 0, SEEK_SET);
-    char *s = mallocCheck((size_t)n + 1);
-    s[fread(s, 1, (size_t)n, fp)] = '\0';
-    fclose(fp);
-    return s;
-}
-
 /* Runs n children at once; 1 if each exited with status 0 (want_ok) or not 0, printing the logs otherwise. */
 static int run_group(const char *name, const Child *ch, int n, int want_ok) {
     pid_t pid[8];
     int ok = 1;
     for (int i = 0; i < n; i++) pid[i] = start(name, &ch[i]);
     for (int i = 0; i < n; i++) {
-        int status = finish(pid[i]);
+        int status = wait_child(pid[i]);
         if ((status == 0) != want_ok) {
-            char *text = read_text(log_path(name, ch[i].rank));
+            char *text = check_read_text(log_path(name, ch[i].rank));
             printf("    rank %d exit status %d:\n%s\n", ch[i].rank, status, text);
             free(text);
             ok = 0;
@@ -215,29 +189,17 @@ static int run_group(const char *name, const Child *ch, int n, int want_ok) {
 }
 
 static void check_message(const char *name, const char *test, int rank, const char *part) {
-    char *text = read_text(log_path(test, rank)), detail[96];
+    char *text = check_read_text(log_path(test, rank)), detail[96];
     snprintf(detail, sizeof detail, "rank %d says '%.50s'", rank, part);
     if (!check_true(name, strstr(text, part) != NULL, detail)) printf("    its log: %s\n", text);
     free(text);
-}
-
-static int free_port(void) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {0};
-    socklen_t len = sizeof a;
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) || getsockname(fd, (struct sockaddr *)&a, &len))
-        die("test_comm: no free port: %s", strerror(errno));
-    close(fd);
-    return ntohs(a.sin_port);
 }
 
 static const char *tcp_address(void) {
     static char buf[4][64];
     static int next;
     char *p = buf[next++ % 4];
-    snprintf(p, 64, "tcp:127.0.0.1:%d", free_port());
+    snprintf(p, 64, "tcp:127.0.0.1:%d", check_free_port());
     return p;
 }
 
@@ -344,7 +306,7 @@ static void test_join_errors(void) {
     ch[0] = (Child){rv, 0, 2, 5.0, JOIN_AND_SUM};
     ch[1] = (Child){rv, 1, 2, 5.0, JOIN_AND_EXIT};
     pid_t p0 = start("lost", &ch[0]), p1 = start("lost", &ch[1]);
-    int s0 = finish(p0), s1 = finish(p1);
+    int s0 = wait_child(p0), s1 = wait_child(p1);
     check_true("error: a rank exits before a collective", s0 != 0 && s1 == 0, "rank 0 exits 1, rank 1 0");
     check_message("error: the survivor names the rank and call", "lost", 0,
                   "rank 0: comm_allreduce_sum: rank 1 closed its connection");
@@ -384,7 +346,7 @@ static void test_mpi(void) {
     char path[600];
     snprintf(path, sizeof path, "%s/mpi.log", tmp_dir);
     if (!check_true("mpi world 3: every collective exact", rc == 0, "mpirun -np 3 exits 0")) {
-        char *text = read_text(path);
+        char *text = check_read_text(path);
         printf("    %s:\n%s\n", path, text);
         free(text);
     }

@@ -41,6 +41,7 @@
 #define TRAIN "./train_cpu"
 #define DOUBLED_BAR 1e-5
 #define CHILD_TIMEOUT_S 120
+static int wait_child(pid_t pid) { return check_wait_child(pid, CHILD_TIMEOUT_S); }
 
 static char tmp_dir[] = "/tmp/test_data_parallel.XXXXXX";
 
@@ -81,39 +82,11 @@ static pid_t spawn(const Args *a, const char *log) {
     return pid;
 }
 
-/* exit status of pid; killed (and 124) after CHILD_TIMEOUT_S */
-static int finish(pid_t pid) {
-    int status;
-    for (int waited_ms = 0;; waited_ms += 10) {
-        pid_t got = waitpid(pid, &status, WNOHANG);
-        if (got == pid) return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-        if (waited_ms >= CHILD_TIMEOUT_S * 1000) {
-            kill(pid, SIGKILL);
-            waitpid(pid, &status, 0);
-            return 124;
-        }
-        struct timespec ts = {0, 10 * 1000000L};
-        nanosleep(&ts, NULL);
-    }
-}
-
-static char *read_text(const char *path) {
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return strdup("");
-    fseek(fp, 0, SEEK_END);
-    long n = ftell(fp);
-    fseek(fp, 0, SEEK_SET);
-    char *s = mallocCheck((size_t)n + 1);
-    s[fread(s, 1, (size_t)n, fp)] = '\0';
-    fclose(fp);
-    return s;
-}
-
 /* the log's text when status is not the expected one, so a failure shows why */
 static int expect_status(const char *log, int status, int want_zero) {
     int ok = want_zero ? status == 0 : status != 0;
     if (!ok) {
-        char *text = read_text(log);
+        char *text = check_read_text(log);
         printf("    exit status %d; %s:\n%s\n", status, log, text);
         free(text);
     }
@@ -124,18 +97,6 @@ typedef enum { VIA_ONE, VIA_MPI, VIA_TCP, VIA_FILE } Via;
 
 static int have_mpirun; /* Open MPI's mpirun, and a train_cpu built with MPI */
 
-static int free_port(void) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {0};
-    socklen_t len = sizeof a;
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) || getsockname(fd, (struct sockaddr *)&a, &len))
-        die("test_data_parallel: no free port: %s", strerror(errno));
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
 /* train_cpu with flags base + extra, as one process or two; 1 if every process exited as wanted
  * (want_zero: with status 0, else not 0); the output goes to tmp/<name>.log (and .1.log: rank 1). */
 static int train(const char *name, Via via, const char *const *base, const char *const *extra, int want_zero) {
@@ -144,7 +105,7 @@ static int train(const char *name, Via via, const char *const *base, const char 
     char log[600], log1[600], rv[600], rank[2][8] = {"0", "1"};
     snprintf(log, sizeof log, "%s/%s.log", tmp_dir, name);
     snprintf(log1, sizeof log1, "%s/%s.1.log", tmp_dir, name);
-    if (via == VIA_TCP) snprintf(rv, sizeof rv, "tcp:127.0.0.1:%d", free_port());
+    if (via == VIA_TCP) snprintf(rv, sizeof rv, "tcp:127.0.0.1:%d", check_free_port());
     if (via == VIA_FILE) snprintf(rv, sizeof rv, "file:%s/%s.rendezvous", tmp_dir, name);
     int n_procs = via == VIA_TCP || via == VIA_FILE ? 2 : 1, ok = 1;
     pid_t pid[2];
@@ -158,7 +119,7 @@ static int train(const char *name, Via via, const char *const *base, const char 
                                                         "--join-timeout", "30", NULL});
         pid[p] = spawn(&a, p ? log1 : log);
     }
-    for (int p = 0; p < n_procs; p++) ok &= expect_status(p ? log1 : log, finish(pid[p]), want_zero);
+    for (int p = 0; p < n_procs; p++) ok &= expect_status(p ? log1 : log, wait_child(pid[p]), want_zero);
     return ok;
 }
 
@@ -231,7 +192,7 @@ static void check_close_state(const char *name, const char *a, const char *b) {
 static void check_log_has(const char *name, const char *log_name, const char *part) {
     char path[600];
     snprintf(path, sizeof path, "%s/%s.log", tmp_dir, log_name);
-    char *text = read_text(path);
+    char *text = check_read_text(path);
     char detail[96];
     snprintf(detail, sizeof detail, "message has '%.60s'", part);
     if (!check_true(name, strstr(text, part) != NULL, detail)) printf("    %s:\n%s\n", path, text);
