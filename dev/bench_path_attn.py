@@ -2,11 +2,13 @@
 the project's CUDA kernels (dev/pathattn.py over `make lib`), FLA's Triton parallel_path_attn and
 PyTorch SDPA (flash, causal), at every shape of doc/DESIGN.md section 6, with and without gate.
 
-    make lib && python3 dev/bench_path_attn.py [--fla DIR] [--tsv] [--shapes 0,1] [--no-accuracy]
+    make lib && python3 dev/bench_path_attn.py [--fla DIR] [--tsv] [--shapes 0,1] [--no-accuracy] [--softmax]
 
 FLA is optional: its `fla/` package must be importable (put the folder holding fla/ on --fla;
 never commit it). Timing: triton.testing.do_bench, median (it flushes L2 between runs).
 One line per configuration:  shape | gate | ours fwd / fwd+bwd ms | FLA ... (ratio) | SDPA ... (ratio)
+--softmax adds, per shape, our attention without Householder factors (the softmax baselines) against
+SDPA, which computes the same thing.
 Accuracy: relative RMS against the float64 oracle (model/attn_ref.c) of o and every gradient,
 ours beside FLA's, on a smaller shape (the oracle is O(T^2 d) on the CPU).
 """
@@ -44,8 +46,10 @@ def bench(fn, grad_to_none=None):
     return do_bench(fn, warmup=50, rep=300, grad_to_none=grad_to_none, return_mode='median')
 
 
-def ours_fns(op, B, T, H, d, gate):
+def ours_fns(op, B, T, H, d, gate, path=True):
     (q, k, v, w, beta, g), do = inputs(B, T, H, d, gate)
+    if not path:  # plain softmax (FoX with a gate): the kernels of kernels/path_attn_flash.cu
+        w = beta = None
     flat = lambda t: None if t is None else t.reshape(B * T, *t.shape[2:])
     q, k, v, w, beta, g, do = map(flat, (q, k, v, w, beta, g, do))
     cu = [i * T for i in range(B + 1)]
@@ -133,6 +137,7 @@ def main():
     ap.add_argument('--shapes', default=None, help='comma-separated indices into the shape list')
     ap.add_argument('--no-accuracy', action='store_true')
     ap.add_argument('--profile', default=None, help='index of a shape: per-kernel CUDA times of ours, fwd+bwd, gate on')
+    ap.add_argument('--softmax', action='store_true', help='also time our plain softmax attention against SDPA')
     args = ap.parse_args()
     fla_attn = None
     if args.fla:
@@ -157,6 +162,10 @@ def main():
             sfwd, sfwdbwd, sleaves = sdpa_fns(B, T, H, d)
             sdpa = (bench(sfwd), bench(sfwdbwd, grad_to_none=sleaves))
             shape = f'B{B} T{T} H{H} d{d}'
+            if args.softmax and not gate:
+                sm = tuple(bench(f) for f in ours_fns(op, B, T, H, d, False, path=False))
+                print(f'softmax   | {shape:20s} | ours {sm[0]:6.3f} / {sm[1]:6.3f} ms | SDPA {sdpa[0]:6.3f} / '
+                      f'{sdpa[1]:6.3f} ms (x{sm[0] / sdpa[0]:.2f} / x{sm[1] / sdpa[1]:.2f})', flush=True)
             if args.tsv:
                 print('\t'.join(map(str, [shape, int(gate), *ours, *fla, *sdpa, gpu, commit])))
             else:

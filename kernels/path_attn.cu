@@ -1,5 +1,7 @@
 /* path_attn.cu: host side of PaTH attention: the block geometry of a packed batch, scratch,
  * and the launch order of doc/PATH_ALGORITHM.md sections 3-4.
+ *   without w (softmax, FoX): gate blocks, then path_attn_flash.cu's kernels (B0 and B6 around its
+ *             backward); nothing below
  *   forward:  gate blocks, F1 block prep, F2 superblock prep, F3 coarse maps, F4 attention
  *   backward: the same prep (F1 keeps A, F2 keeps R), B0 D = rowsum(dO o O), zero the accumulators,
  *             B1 coarse, B2 fine, B3 dPi -> dPm, B4 superblocks, B5 blocks, B6 gate cumsum
@@ -24,6 +26,7 @@ struct PathAttn {
     long n_pi = 0;
     SeqGeo *seqs = nullptr;
     int2 *blocks = nullptr, *keyblocks = nullptr, *sblocks = nullptr;
+    int2 *flash_q = nullptr, *flash_k = nullptr; /* softmax kernels: query / key blocks, most work first */
     size_t table_bytes = 0;
     /* scratch arena */
     char *arena = nullptr;
@@ -83,7 +86,7 @@ static void build_geometry(PathAttn *pa, const AttnDims *dims) {
     int s = max_len > 2048 ? 8 : 4;
     std::vector<SeqGeo> seqs;
     std::vector<int2> blocks, sblocks;
-    std::vector<int> work, key_work;
+    std::vector<int> work, key_work, q_len, k_len;
     int nb = 0, nsb = 0;
     long npi = 0;
     for (int i = 0; i < dims->n_seqs; i++) {
@@ -100,6 +103,8 @@ static void build_geometry(PathAttn *pa, const AttnDims *dims) {
             blocks.push_back(make_int2((int)seqs.size(), J));
             work.push_back(J / s * s + 2 * (J % s) + 2); /* F4's tiles: coarse + 2 fine + 2 */
             key_work.push_back(std::max(0, g.nblk - (J / s + 1) * s)); /* B1's query blocks */
+            q_len.push_back(J + 1);         /* softmax: key blocks of query block J */
+            k_len.push_back(g.nblk - J);    /* softmax: query blocks of key block J */
         }
         for (int m = 0; m < g.M; m++) sblocks.push_back(make_int2((int)seqs.size(), m));
         nb += g.nblk;
@@ -110,17 +115,22 @@ static void build_geometry(PathAttn *pa, const AttnDims *dims) {
     /* heaviest blocks first, so that long work items do not finish last: F4's query blocks
      * (coarse + 2 fine + 2 tiles) and B1's key blocks (query blocks of later superblocks) */
     std::vector<int2> by_query = heaviest_first(blocks, work), by_key = heaviest_first(blocks, key_work);
+    std::vector<int2> by_q_len = heaviest_first(blocks, q_len), by_k_len = heaviest_first(blocks, k_len);
     size_t n2 = blocks.size();
-    size_t bytes = seqs.size() * sizeof(SeqGeo) + (2 * n2 + sblocks.size()) * sizeof(int2) + 64;
+    size_t bytes = seqs.size() * sizeof(SeqGeo) + (4 * n2 + sblocks.size()) * sizeof(int2) + 64;
     grow((void **)&pa->seqs, &pa->table_bytes, bytes);
     char *base = (char *)pa->seqs;
     size_t off_blocks = (seqs.size() * sizeof(SeqGeo) + 15) / 16 * 16;
     pa->blocks = (int2 *)(base + off_blocks);
     pa->keyblocks = pa->blocks + n2;
-    pa->sblocks = pa->keyblocks + n2;
+    pa->flash_q = pa->keyblocks + n2;
+    pa->flash_k = pa->flash_q + n2;
+    pa->sblocks = pa->flash_k + n2;
     CUDA_CHECK(cudaMemcpyAsync(pa->seqs, seqs.data(), seqs.size() * sizeof(SeqGeo), cudaMemcpyHostToDevice, pa->ctx.stream));
     CUDA_CHECK(cudaMemcpyAsync(pa->blocks, by_query.data(), n2 * sizeof(int2), cudaMemcpyHostToDevice, pa->ctx.stream));
     CUDA_CHECK(cudaMemcpyAsync(pa->keyblocks, by_key.data(), n2 * sizeof(int2), cudaMemcpyHostToDevice, pa->ctx.stream));
+    CUDA_CHECK(cudaMemcpyAsync(pa->flash_q, by_q_len.data(), n2 * sizeof(int2), cudaMemcpyHostToDevice, pa->ctx.stream));
+    CUDA_CHECK(cudaMemcpyAsync(pa->flash_k, by_k_len.data(), n2 * sizeof(int2), cudaMemcpyHostToDevice, pa->ctx.stream));
     CUDA_CHECK(cudaMemcpyAsync(pa->sblocks, sblocks.data(), sblocks.size() * sizeof(int2), cudaMemcpyHostToDevice, pa->ctx.stream));
     CUDA_CHECK(cudaStreamSynchronize(pa->ctx.stream)); /* the host vectors go out of scope */
     pa->cu = cu;
@@ -133,11 +143,39 @@ static void build_geometry(PathAttn *pa, const AttnDims *dims) {
     pa->n_pi = npi;
 }
 
-/* Carves the scratch arena into the PathParams pointers (growing it if needed). */
+struct ScratchItem {
+    void **ptr;
+    long bytes;
+};
+
+/* Points the items into the scratch arena, growing it if needed. */
+static void carve(PathAttn *pa, const std::vector<ScratchItem> &items) {
+    size_t total = 0;
+    for (auto &it : items) total += (it.bytes + 255) / 256 * 256;
+    if (total > pa->arena_bytes) CUDA_CHECK(cudaStreamSynchronize(pa->ctx.stream)); /* in-flight work may use it */
+    grow((void **)&pa->arena, &pa->arena_bytes, total);
+    size_t off = 0;
+    for (auto &it : items) {
+        *it.ptr = pa->arena + off;
+        off += (it.bytes + 255) / 256 * 256;
+    }
+}
+
+/* Without w (path_attn_flash.cu): the gate blocks, and for the backward D and dG. */
+static void carve_flash_scratch(PathAttn *pa, PathParams &p, long n_tokens, bool backward) {
+    long nb = pa->n_blocks, Hq = p.Hq, c = PATH_C;
+    std::vector<ScratchItem> items = {{(void **)&p.Gl, p.has_g * nb * Hq * c * 4}, {(void **)&p.Go, p.has_g * nb * Hq * 8}};
+    if (backward) {
+        items.push_back({(void **)&p.D, n_tokens * Hq * 4});
+        items.push_back({(void **)&p.dG, p.has_g * nb * Hq * c * 4});
+    }
+    carve(pa, items);
+}
+
+/* PaTH's factors, and for the backward its accumulators (dQleft .. dG contiguous, in this order). */
 static void carve_scratch(PathAttn *pa, PathParams &p, long n_tokens, bool backward) {
     long nb = pa->n_blocks, nsb = pa->n_sblocks, npi = pa->n_pi, H = p.H, Hq = p.Hq, d = p.d, c = PATH_C;
-    struct Item { void **ptr; long bytes; };
-    std::vector<Item> items = {
+    std::vector<ScratchItem> items = {
         {(void **)&p.U, nb * H * c * d * 4},      {(void **)&p.U16, nb * H * c * d * 2},
         {(void **)&p.W16, nb * H * c * d * 2},    {(void **)&p.Khat16, nb * H * c * d * 2},
         {(void **)&p.Ktil16, nb * H * c * d * 2}, {(void **)&p.Bm, nb * H * c * c * 4},
@@ -146,7 +184,7 @@ static void carve_scratch(PathAttn *pa, PathParams &p, long n_tokens, bool backw
         {(void **)&p.Gl, nb * Hq * c * 4},        {(void **)&p.Go, nb * Hq * 8},
     };
     if (backward) {
-        std::vector<Item> more = {
+        std::vector<ScratchItem> more = {
             {(void **)&p.A, nb * H * c * c * 4},      {(void **)&p.R, nb * H * d * d * 4},
             {(void **)&p.D, n_tokens * Hq * 4},       {(void **)&p.dQleft, nb * Hq * c * d * 4},
             {(void **)&p.dQhat, nb * Hq * c * d * 4}, {(void **)&p.dU, nb * H * c * d * 4},
@@ -157,15 +195,7 @@ static void carve_scratch(PathAttn *pa, PathParams &p, long n_tokens, bool backw
         };
         items.insert(items.end(), more.begin(), more.end());
     }
-    size_t total = 0;
-    for (auto &it : items) total += (it.bytes + 255) / 256 * 256;
-    if (total > pa->arena_bytes) CUDA_CHECK(cudaStreamSynchronize(pa->ctx.stream)); /* in-flight work may use it */
-    grow((void **)&pa->arena, &pa->arena_bytes, total);
-    size_t off = 0;
-    for (auto &it : items) {
-        *it.ptr = pa->arena + off;
-        off += (it.bytes + 255) / 256 * 256;
-    }
+    carve(pa, items);
 }
 
 static PathParams make_params(PathAttn *pa, const AttnDims *dims, const void *q, const void *k, const void *v,
@@ -186,6 +216,8 @@ static PathParams make_params(PathAttn *pa, const AttnDims *dims, const void *q,
     p.blocks = pa->blocks;
     p.keyblocks = pa->keyblocks;
     p.sblocks = pa->sblocks;
+    p.flash_q = pa->flash_q;
+    p.flash_k = pa->flash_k;
     p.q = (const bf16 *)q;
     p.k = (const bf16 *)k;
     p.v = (const bf16 *)v;
@@ -208,9 +240,15 @@ void path_attn_forward(PathAttn *pa, const AttnDims *dims, const void *q, const 
                        const float *w, const float *beta, const float *g, void *o, float *lse, void *qleft) {
     if (dims->n_tokens == 0) return;
     PathParams p = make_params(pa, dims, q, k, v, w, beta, g);
-    carve_scratch(pa, p, dims->n_tokens, false);
     p.out = (bf16 *)o;
     p.lse_out = lse;
+    if (!p.has_w) {
+        carve_flash_scratch(pa, p, dims->n_tokens, false);
+        if (p.has_g) path_gate_prep(&pa->ctx, p, pa->n_blocks, dims->n_seqs);
+        path_flash_forward(&pa->ctx, p, pa->n_blocks);
+        return;
+    }
+    carve_scratch(pa, p, dims->n_tokens, false);
     p.qleft = (__half *)qleft;
     run_prep(pa, p, dims->n_seqs);
     path_attn_fwd_launch(&pa->ctx, p, pa->n_blocks);
@@ -223,18 +261,26 @@ void path_attn_backward(PathAttn *pa, const AttnDims *dims, const void *q, const
     if (dims->n_tokens == 0) return;
     const GpuCtx *ctx = &pa->ctx;
     PathParams p = make_params(pa, dims, q, k, v, w, beta, g);
-    carve_scratch(pa, p, dims->n_tokens, true);
-    p.store_backward_factors = 1;
     p.o = (const bf16 *)o;
     p.lse = lse;
-    p.qleft = (__half *)qleft;
     p.dout = (const bf16 *)dout;
     p.dq = (bf16 *)dq;
     p.dk = (bf16 *)dk;
     p.dv = (bf16 *)dv;
+    p.dg = dg;
+    if (!p.has_w) {
+        carve_flash_scratch(pa, p, dims->n_tokens, true);
+        if (p.has_g) path_gate_prep(ctx, p, pa->n_blocks, dims->n_seqs);
+        path_bwd_prep(ctx, p, dims->n_tokens);
+        path_flash_backward(ctx, p, pa->n_blocks);
+        if (p.has_g) path_bwd_gate(ctx, p, dims->n_seqs);
+        return;
+    }
+    carve_scratch(pa, p, dims->n_tokens, true);
+    p.store_backward_factors = 1;
+    p.qleft = (__half *)qleft;
     p.dw = dw;
     p.dbeta = dbeta;
-    p.dg = dg;
     run_prep(pa, p, dims->n_seqs);
     path_bwd_prep(ctx, p, dims->n_tokens);
     /* accumulators: dU .. dG are contiguous in the arena (carve_scratch's order) */

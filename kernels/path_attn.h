@@ -1,6 +1,7 @@
 /* path_attn.h: PaTH attention on the GPU, forward and backward (doc/DESIGN.md sections 1-2,
  * doc/PATH_ALGORITHM.md). Also serves plain softmax attention (w = beta = NULL) and the
- * Forgetting Transformer (gate with gate_scale = 1): the Householder work then vanishes.
+ * Forgetting Transformer (gate with gate_scale = 1): the Householder work then vanishes, and
+ * FlashAttention-2-style kernels without atomics run instead (path_attn_flash.cu; qleft unused).
  *
  *   z_ij = scale q_i^T H_i .. H_{j+1} k_j + gate_scale (G_i - G_j),  o_i = sum_j softmax_j(z_i.) v_j
  *

@@ -28,58 +28,6 @@ struct FwdSmem {
     float glk[2][PATH_C];
 };
 
-/* Online softmax of one 16 x 64 score tile per warp (rows g, g+8 of the warp): S becomes P,
- * m (log2 domain) and the thread's partial row sums l update, O rescales. */
-template <int NTD>
-__device__ __forceinline__ void softmax_update(const PathParams &p, float S[8][4], float O[NTD][4], float m[2], float l[2],
-                                               const float gq[2], const float *glk, float goff, int row0, bool causal) {
-    const float sl = p.scale * LOG2E_F, gl = p.gscale * LOG2E_F;
-    int t = threadIdx.x % 4;
-#pragma unroll
-    for (int h = 0; h < 2; h++) {
-        float mx = -INFINITY;
-#pragma unroll
-        for (int j = 0; j < 8; j++)
-#pragma unroll
-            for (int e = 0; e < 2; e++) {
-                int col = 8 * j + 2 * t + e;
-                float z = sl * S[j][2 * h + e];
-                if (p.has_g) z += gl * (gq[h] - glk[col] + goff);
-                if (causal && col > row0 + 8 * h) z = -INFINITY;
-                S[j][2 * h + e] = z;
-                mx = fmaxf(mx, z);
-            }
-        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-        float mnew = fmaxf(m[h], mx);
-        float alpha = exp2f(m[h] - mnew);
-        float sum = 0.f;
-#pragma unroll
-        for (int j = 0; j < 8; j++)
-#pragma unroll
-            for (int e = 0; e < 2; e++) {
-                float pr = exp2f(S[j][2 * h + e] - mnew);
-                S[j][2 * h + e] = pr;
-                sum += pr;
-            }
-        l[h] = alpha * l[h] + sum;
-        m[h] = mnew;
-#pragma unroll
-        for (int j = 0; j < NTD; j++) {
-            O[j][2 * h] *= alpha;
-            O[j][2 * h + 1] *= alpha;
-        }
-    }
-}
-
-/* O += P V for the warp's 16 rows: P from the score registers (bf16), V from shared */
-template <int D>
-__device__ __forceinline__ void add_pv(float S[8][4], float O[D / 8][4], const __half *V) {
-    uint32_t pa[4][4];
-    acc_to_a<4, true>(S, pa);
-    mma_kn<4, D / 8, true>(O, pa, V, D + 8);
-}
-
 /* loads of one key block into buffer set k: K (from kp, token or block layout), V, and when w/u
  * are given W16, U16; the gate column sums of the block */
 template <int D>

@@ -27,6 +27,7 @@
 #include <stdint.h>
 
 #include "gpu.h"
+#include "mma_frag.cuh"
 #include "tile_mma.cuh"
 
 typedef __nv_bfloat16 bf16;
@@ -55,6 +56,7 @@ struct PathParams {
     const int2 *blocks;               /* (seq, J) per block work item, most F4 work first */
     const int2 *keyblocks;            /* the same blocks, most B1 (coarse key) work first */
     const int2 *sblocks;              /* (seq, m) per superblock work item */
+    const int2 *flash_q, *flash_k;    /* softmax kernels: blocks by key blocks / query blocks to visit, most first */
     /* inputs (token layout) */
     const bf16 *q, *k, *v, *dout;
     const float *w, *beta, *g;
@@ -232,55 +234,120 @@ __device__ __forceinline__ void add_rowsum(float *dst, const float *dZ, int lds,
     __syncthreads();
 }
 
-/* Backward of a query-major score tile in registers (a warp's 16 query rows x 64 keys; this thread's
- * rows row0, row0 + 8): S (raw scores) becomes P = min(exp(z - lse), 1), 0 on rows >= nv and, when
- * causal, above the diagonal; dP (= dO V^T) becomes dZ = P (dP - D). With a gate, the key side
- * dGk[j] -= gscale colsum dZ and the query side dGq[i] += gscale rowsum dZ (add_rowsum says why),
- * as fp32 atomics. lse, Dv, glq are per query row, glk per key, goff = Go_I - Go_J. */
-static __device__ __forceinline__ void grad_tile_rows(const PathParams &p, float S[8][4], float dP[8][4], int row0, int nv,
-                                                      bool causal, const float *lse, const float *Dv, const float *glq,
-                                                      const float *glk, float goff, float *dGq, float *dGk) {
+/* Online softmax of one 16 x 64 score tile per warp (rows g, g+8 of the warp): S becomes P,
+ * m (log2 domain) and the thread's partial row sums l update, O rescales. */
+template <int NTD>
+__device__ __forceinline__ void softmax_update(const PathParams &p, float S[8][4], float O[NTD][4], float m[2], float l[2],
+                                               const float gq[2], const float *glk, float goff, int row0, bool causal) {
     const float sl = p.scale * LOG2E_F, gl = p.gscale * LOG2E_F;
-    int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
-    float colsum[8][2];
+    int t = threadIdx.x % 4;
 #pragma unroll
-    for (int j = 0; j < 8; j++) colsum[j][0] = colsum[j][1] = 0.f;
+    for (int h = 0; h < 2; h++) {
+        float mx = -INFINITY;
+#pragma unroll
+        for (int j = 0; j < 8; j++)
+#pragma unroll
+            for (int e = 0; e < 2; e++) {
+                int col = 8 * j + 2 * t + e;
+                float z = sl * S[j][2 * h + e];
+                if (p.has_g) z += gl * (gq[h] - glk[col] + goff);
+                if (causal && col > row0 + 8 * h) z = -INFINITY;
+                S[j][2 * h + e] = z;
+                mx = fmaxf(mx, z);
+            }
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+        float mnew = fmaxf(m[h], mx);
+        float alpha = exp2f(m[h] - mnew);
+        float sum = 0.f;
+#pragma unroll
+        for (int j = 0; j < 8; j++)
+#pragma unroll
+            for (int e = 0; e < 2; e++) {
+                float pr = exp2f(S[j][2 * h + e] - mnew);
+                S[j][2 * h + e] = pr;
+                sum += pr;
+            }
+        l[h] = alpha * l[h] + sum;
+        m[h] = mnew;
+#pragma unroll
+        for (int j = 0; j < NTD; j++) {
+            O[j][2 * h] *= alpha;
+            O[j][2 * h + 1] *= alpha;
+        }
+    }
+}
+
+/* O += P V for the warp's 16 rows: P from the score registers (bf16), V from shared */
+template <int D>
+__device__ __forceinline__ void add_pv(float S[8][4], float O[D / 8][4], const void *V) {
+    uint32_t pa[4][4];
+    acc_to_a<4, true>(S, pa);
+    mma_kn<4, D / 8, true>(O, pa, V, D + 8);
+}
+
+/* Backward of a score tile in registers (a warp's 16 rows x 64 columns; this thread's rows row0,
+ * row0 + 8): S (raw scores) becomes P = min(exp(z - lse), 1) and dP (= dO V^T) becomes
+ * dZ = P (dP - D), both 0 for queries >= nv and, when causal, for keys after their query. Rows are
+ * queries and columns keys, or with KEY_ROWS the transpose (S = K Q^T, dP = V dO^T). lse, Dv, glq
+ * are per query, glk per key (smem), goff = Go_I - Go_J. */
+template <bool KEY_ROWS>
+__device__ __forceinline__ void grad_tile(const PathParams &p, float S[8][4], float dP[8][4], int row0, int nv, bool causal,
+                                          const float *lse, const float *Dv, const float *glq, const float *glk, float goff) {
+    const float sl = p.scale * LOG2E_F, gl = p.gscale * LOG2E_F;
+    int t = threadIdx.x % 4;
 #pragma unroll
     for (int j = 0; j < 8; j++)
 #pragma unroll
         for (int e = 0; e < 4; e++) {
-            int r = row0 + 8 * (e >> 1), kc = 8 * j + 2 * t + (e & 1);
+            int r = row0 + 8 * (e >> 1), c = 8 * j + 2 * t + (e & 1);
+            int qi = KEY_ROWS ? c : r, kj = KEY_ROWS ? r : c;
             float pr = 0.f;
-            if (r < nv && !(causal && kc > r)) {
+            if (qi < nv && !(causal && kj > qi)) {
                 float z = sl * S[j][e];
-                if (p.has_g) z += gl * (glq[r] - glk[kc] + goff);
-                pr = fminf(exp2f(z - lse[r] * LOG2E_F), 1.f);
+                if (p.has_g) z += gl * (glq[qi] - glk[kj] + goff);
+                pr = fminf(exp2f(z - lse[qi] * LOG2E_F), 1.f);
             }
-            float dz = pr * (dP[j][e] - Dv[r]);
             S[j][e] = pr;
-            dP[j][e] = dz;
-            colsum[j][e & 1] += dz;
+            dP[j][e] = pr * (dP[j][e] - Dv[qi]);
         }
+}
+
+/* The warp's row sums of a tile (rows row0, row0 + 8), complete in every lane of the row's quad. */
+__device__ __forceinline__ void tile_row_sums(const float X[8][4], float rs[2]) {
+#pragma unroll
+    for (int h2 = 0; h2 < 2; h2++) {
+        float s = 0.f;
+#pragma unroll
+        for (int j = 0; j < 8; j++) s += X[j][2 * h2] + X[j][2 * h2 + 1];
+        s += __shfl_xor_sync(0xffffffffu, s, 1);
+        s += __shfl_xor_sync(0xffffffffu, s, 2);
+        rs[h2] = s;
+    }
+}
+
+/* grad_tile of a query-major tile, then with a gate the key side dGk[j] -= gscale colsum dZ and the
+ * query side dGq[i] += gscale rowsum dZ (add_rowsum says why), as fp32 atomics. */
+static __device__ __forceinline__ void grad_tile_rows(const PathParams &p, float S[8][4], float dP[8][4], int row0, int nv,
+                                                      bool causal, const float *lse, const float *Dv, const float *glq,
+                                                      const float *glk, float goff, float *dGq, float *dGk) {
+    grad_tile<false>(p, S, dP, row0, nv, causal, lse, Dv, glq, glk, goff);
     if (!p.has_g) return;
+    int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
 #pragma unroll
     for (int j = 0; j < 8; j++) /* key side: the warp's rows summed, one atomic per column and warp */
 #pragma unroll
         for (int e = 0; e < 2; e++) {
-            float c = colsum[j][e];
+            float c = dP[j][e] + dP[j][2 + e];
             c += __shfl_xor_sync(0xffffffffu, c, 4);
             c += __shfl_xor_sync(0xffffffffu, c, 8);
             c += __shfl_xor_sync(0xffffffffu, c, 16);
             if (g == 0) atomicAdd(dGk + 8 * j + 2 * t + e, -p.gscale * c);
         }
-#pragma unroll
-    for (int h2 = 0; h2 < 2; h2++) { /* query side: the warp holds whole rows */
-        float rs = 0.f;
-#pragma unroll
-        for (int j = 0; j < 8; j++) rs += dP[j][2 * h2] + dP[j][2 * h2 + 1];
-        rs += __shfl_xor_sync(0xffffffffu, rs, 1);
-        rs += __shfl_xor_sync(0xffffffffu, rs, 2);
-        if (t == 0) atomicAdd(dGq + row0 + 8 * h2, p.gscale * rs);
-    }
+    float rs[2];
+    tile_row_sums(dP, rs); /* query side: the warp holds whole rows */
+    if (t == 0)
+        for (int h2 = 0; h2 < 2; h2++) atomicAdd(dGq + row0 + 8 * h2, p.gscale * rs[h2]);
 }
 
 /* keep the lower triangle (diagonal included when incl) of a c x c tile, zero the rest */
@@ -306,6 +373,8 @@ void path_bwd_coarse_maps(const GpuCtx *ctx, const PathParams &p, int n_sblocks)
 void path_bwd_superblock(const GpuCtx *ctx, const PathParams &p, int n_sblocks);       /* B4 */
 void path_bwd_block(const GpuCtx *ctx, const PathParams &p, int n_blocks);             /* B5 */
 void path_bwd_gate(const GpuCtx *ctx, const PathParams &p, int n_seqs);                /* B6 */
+void path_flash_forward(const GpuCtx *ctx, const PathParams &p, int n_blocks);         /* without w */
+void path_flash_backward(const GpuCtx *ctx, const PathParams &p, int n_blocks);        /* without w, after B0 */
 
 /* Sets the dynamic shared-memory limit of a kernel and launches it. */
 template <typename... Args>

@@ -6,7 +6,8 @@
  * Cases cover T in {1, 63, 64, 65, 1000, 4096}, d in {32, 64, 128}, gate on and off, beta in (0, 2)
  * and (1.5, 2), document boundaries at odd offsets, grouped heads, FoX and plain softmax, strong
  * gates (logsigmoid of N(0, 1), as a model's at init), and a tiny upstream gradient (dO x 1e-6:
- * fp16 gradient operands would flush it).
+ * fp16 gradient operands would flush it). Without w (softmax, FoX) the backward must also repeat
+ * bit for bit (those kernels use no atomics).
  * Without a CUDA device it prints a skip line. */
 #include <math.h>
 #include <stdio.h>
@@ -169,6 +170,27 @@ static void run_case(const GpuCtx *ctx, PathAttn *pa, const Case *c, uint64_t se
         f32_to_double(d_dg, (size_t)N * Hq, got);
         report(c, "dg", got, dg_ref, (size_t)N * Hq, BAR_BG);
     }
+    if (!c->path) { /* the softmax kernels use no atomics: a second backward repeats the first bit for bit */
+        const void *first[] = {d_dq, d_dk, d_dv, d_dg};
+        size_t bytes[] = {nq * 2, nk * 2, nk * 2, c->gate ? (size_t)N * Hq * 4 : 0};
+        void *again[4];
+        for (int i = 0; i < 4; i++) CUDA_CHECK(cudaMalloc(&again[i], bytes[i] + 4));
+        path_attn_backward(pa, &dims, dq_in, dk_in, dv_in, NULL, NULL, pg, d_o, d_lse, d_ql, ddo, again[0], again[1],
+                           again[2], NULL, NULL, c->gate ? (float *)again[3] : NULL);
+        int same = 1;
+        for (int i = 0; i < 4; i++) {
+            char *x = (char *)malloc(bytes[i] + 1), *y = (char *)malloc(bytes[i] + 1);
+            CUDA_CHECK(cudaMemcpy(x, first[i], bytes[i], cudaMemcpyDeviceToHost));
+            CUDA_CHECK(cudaMemcpy(y, again[i], bytes[i], cudaMemcpyDeviceToHost));
+            same &= memcmp(x, y, bytes[i]) == 0;
+            free(x);
+            free(y);
+            CUDA_CHECK(cudaFree(again[i]));
+        }
+        char name[128];
+        snprintf(name, sizeof name, "path_attn_gpu %s backward repeats bit for bit", c->name);
+        check_true(name, same, "dq, dk, dv or dg differ between two identical calls");
+    }
     void *devs[] = {dq_in, dk_in, dv_in, ddo, dw_in, db_in, dg_in, d_o, d_ql, d_dq, d_dk, d_dv, d_lse, d_dw, d_db, d_dg};
     for (size_t i = 0; i < sizeof devs / sizeof devs[0]; i++) CUDA_CHECK(cudaFree(devs[i]));
     void *hosts[] = {q, k, v, dout, w, beta, g, qb, kb, vb, dob, wf, bf, gf, o_ref, lse_ref, dq_ref, dk_ref, dv_ref,
@@ -195,6 +217,11 @@ int main(int argc, char **argv) {
         {"docs d32 path-fox", {0, 512, 1024, 1100}, 3, 2, 2, 32, 1, 1, 0.0, 2.0, 1.0},
         {"T1000 d64 fox", {0, 1000}, 1, 2, 2, 64, 0, 1, 0.0, 0.0, 1.0},
         {"T300 d128 softmax", {0, 300}, 1, 2, 2, 128, 0, 0, 0.0, 0.0, 1.0},
+        {"T1 d32 softmax", {0, 1}, 1, 2, 2, 32, 0, 0, 0.0, 0.0, 1.0},
+        {"T65 d64 gqa4:2 fox", {0, 65}, 1, 4, 2, 64, 0, 1, 0.0, 0.0, 1.0},
+        {"T4096 d64 H4 softmax", {0, 4096}, 1, 4, 4, 64, 0, 0, 0.0, 0.0, 1.0},
+        {"docs d32 gqa4:1 softmax", {0, 15, 69, 211, 300, 1200}, 5, 4, 1, 32, 0, 0, 0.0, 0.0, 1.0},
+        {"docs d128 gqa fox strong gate", {0, 15, 69, 211, 300, 700}, 5, 4, 2, 128, 0, 1, 0.0, 0.0, 1.0, 1},
         {"T500 d64 path tiny dO", {0, 500}, 1, 2, 2, 64, 1, 0, 0.0, 2.0, 1e-6},
         {"docs d64 fox strong gate", {0, 15, 69, 211, 300, 700}, 5, 2, 2, 64, 0, 1, 0.0, 0.0, 1.0, 1},
         {"docs d64 path-fox strong gate", {0, 15, 69, 211, 300, 700}, 5, 2, 2, 64, 1, 1, 0.0, 2.0, 1.0, 1},
