@@ -1,6 +1,7 @@
 /* train.c: the training program (doc/DESIGN.md section 4). Linked with model/gpt_cpu.c it is
  * train_cpu; linked with model/gpt_gpu.c, the GPU trainer. It sees the model only through
- * model/gpt.h, so nothing here knows the backend.
+ * model/gpt.h, so nothing here knows the backend (gpt_on_gpu decides only whether the step line shows
+ * MFU by default).
  *
  * Flow: flags (one option table: parser, --help, settings print) -> the processes join (comm/comm.h)
  * -> ModelConfig and the model -> per step: grad_accum micro-batches of B x T tokens per rank from the
@@ -14,7 +15,8 @@
  * sets drawn from fixed seeds (the same sequences in every run and at every evaluation):
  * in-distribution p(i) = 0.8, sparse 0.98, dense 0.1; the val loss is the in-distribution set's.
  * Output: a settings table, the parameter count per tensor, one line per step, eval and sample
- * lines, to stdout; warnings and errors to stderr; --log appends key=value lines.
+ * lines, to stdout; warnings and errors to stderr; --log appends key=value lines. The step line's MFU
+ * (GPU trainer, or --peak-tflops): model_config_flops_per_token x tokens/s per device / peak.
  * Processes (data parallel; README, "Multiple processes and GPUs"): under mpirun, MPI gives rank and
  * world; otherwise --rank / --world (RANK / WORLD_SIZE) and --rendezvous tcp:HOST:PORT or file:PATH.
  * Every rank holds the whole model and reads its own rows of every global batch (world W with B rows
@@ -69,7 +71,7 @@ typedef struct {
     double temperature;
     const char *log_path, *ckpt_dir, *resume, *rendezvous;
     int ckpt_every, rank, world, local_rank, zero;
-    double join_timeout;
+    double join_timeout, peak_tflops;
 } Settings;
 
 #define MAX_OPTIONS 64
@@ -142,6 +144,9 @@ static int settings_table(Settings *s, Option out[MAX_OPTIONS]) {
         OPTION("--top-k", OPT_INT, &s->top_k, "0", 0, 65536, NULL, NULL, "sample among the k most likely tokens; 0: all"),
         /* output and processes */
         OPTION("--log", OPT_STRING, &s->log_path, "", 0, 0, NULL, NULL, "append key=value lines to this file"),
+        OPTION("--peak-tflops", OPT_DOUBLE, &s->peak_tflops, "989", 0, 1e6, NULL, NULL,
+               "peak TFLOP/s of one device, for the MFU of the step line (989: H100 SXM bf16 dense); shown by the "
+               "GPU trainer, and by train_cpu only when given; 0: no MFU"),
         OPTION("--ckpt-dir", OPT_STRING, &s->ckpt_dir, "", 0, 0, NULL, NULL, "write checkpoints here (created if missing); empty: none"),
         OPTION("--ckpt-every", OPT_INT, &s->ckpt_every, "0", 0, BIG, NULL, NULL, "checkpoint every N steps and at the end; 0: only at the end"),
         OPTION("--resume", OPT_STRING, &s->resume, "", 0, 0, NULL, NULL, "continue bit-exactly from this checkpoint (same flags)"),
@@ -235,6 +240,8 @@ typedef struct {
     int *row_x, *row_y;      /* (T) flip-flop rows of other ranks */
     int main_rank;
     FILE *log;
+    double flops_per_token;  /* model_config_flops_per_token at T: training FLOPs per token */
+    double peak_flops;       /* FLOP/s of one device for the MFU print; 0: no MFU */
 } Run;
 
 /* Seeds of the run's random streams, all from --seed: the initialisation takes --seed itself;
@@ -386,6 +393,13 @@ static void run_free(Run *r) {
     free(r->gathered);
 }
 
+/* MFU on the step line: the GPU trainer by default; train_cpu only with --peak-tflops given */
+static void setup_mfu(Run *r, const Option *opts, int n) {
+    r->flops_per_token = model_config_flops_per_token(&r->cfg, r->s.T);
+    int show = gpt_on_gpu() || given(opts, n, "--peak-tflops");
+    r->peak_flops = show ? 1e12 * r->s.peak_tflops : 0.0;
+}
+
 /* ---------------------------------------------------------------------------------------------
  * the start: settings, model, data */
 
@@ -436,6 +450,9 @@ static void print_model(const Run *r) {
         say(r, "  %-9s %-18s %10zu%s\n", specs[i].name, shape, specs[i].n_elems, specs[i].decay ? "  decay" : "");
     }
     say(r, "  %-9s %-18s %10zu\n", "total", "", total);
+    if (r->peak_flops > 0)
+        say(r, "MFU: %.4g MFLOPs per token at T %d (forward + backward, model/config.h), peak %g TFLOP/s per device\n",
+            1e-6 * r->flops_per_token, r->s.T, 1e-12 * r->peak_flops);
     log_kv(r, "event=model attn=%s n_params=%zu", attn_type_name(c->attn), total);
 }
 
@@ -551,10 +568,16 @@ static StepResult train_step(Run *r, int step) {
 static void report_step(const Run *r, int done, const StepResult *res, double seconds) {
     double tokens = (double)r->s.B * r->s.T * r->s.grad_accum * r->s.world;
     double tps = tokens / seconds;
-    say(r, "step %d/%d | loss %.4f | norm %.3f | lr %.2e | %.0f ms | %.1f%s tok/s\n", done, r->s.steps, res->loss,
-        res->norm, res->lr, 1e3 * seconds, tps >= 1e6 ? tps / 1e6 : tps / 1e3, tps >= 1e6 ? "M" : "k");
-    log_kv(r, "event=step step=%d loss=%.6g norm=%.6g lr=%.6g ms=%.3f tok_per_s=%.1f", done, res->loss, res->norm,
-           res->lr, 1e3 * seconds, tps);
+    double mfu = r->peak_flops > 0 ? r->flops_per_token * tps / r->s.world / r->peak_flops : 0.0; /* per device */
+    char mfu_text[32] = "", mfu_kv[32] = "";
+    if (r->peak_flops > 0) {
+        snprintf(mfu_text, sizeof mfu_text, " | MFU %.1f%%", 100.0 * mfu);
+        snprintf(mfu_kv, sizeof mfu_kv, " mfu=%.4f", mfu); /* a fraction */
+    }
+    say(r, "step %d/%d | loss %.4f | norm %.3f | lr %.2e | %.0f ms | %.1f%s tok/s%s\n", done, r->s.steps, res->loss,
+        res->norm, res->lr, 1e3 * seconds, tps >= 1e6 ? tps / 1e6 : tps / 1e3, tps >= 1e6 ? "M" : "k", mfu_text);
+    log_kv(r, "event=step step=%d loss=%.6g norm=%.6g lr=%.6g ms=%.3f tok_per_s=%.1f%s", done, res->loss, res->norm,
+           res->lr, 1e3 * seconds, tps, mfu_kv);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -816,6 +839,7 @@ static int train_main(int argc, char **argv) {
     Comm *comm = join_processes(&s, opts, n);
     Run r;
     run_init(&r, &s, comm);
+    setup_mfu(&r, opts, n);
     int start = s.resume[0] ? resume(&r) : 0;
     print_settings(&r, opts, n, start);
     print_model(&r);

@@ -57,3 +57,12 @@ float attn_gate_scale(AttnType a, float scale) {
     if (a == ATTN_FOX) return 1.0f;
     return 0.0f;
 }
+
+double model_config_flops_per_token(const ModelConfig *c, int T) {
+    double L = c->n_layer, C = c->n_embd, NH = c->n_head, R = c->w_rank, K = c->conv_size;
+    double per_layer = 12.0 * C * C; /* qkvw 3C^2 + attprojw C^2 + fcw 4C^2 + fcprojw 4C^2 */
+    if (attn_uses_path(c->attn)) per_layer += 2.0 * R * C + C * K + NH * C; /* wdown, wup, wconv, betaw */
+    if (attn_uses_gate(c->attn)) per_layer += NH * C;                      /* gatew */
+    double n_mm = L * per_layer + (double)c->padded_vocab_size * C;        /* + the tied LM head */
+    return 6.0 * n_mm + 6.0 * L * C * T;
+}

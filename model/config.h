@@ -50,6 +50,20 @@ int attn_uses_path(AttnType a);                    /* w, beta projections and Ho
 int attn_uses_gate(AttnType a);                    /* forget gate g */
 float attn_gate_scale(AttnType a, float scale);    /* scale for path-fox, 1 for fox, 0 without gate */
 
+/* Training FLOPs per token (forward + backward) of sequences of T tokens, the numerator of MFU
+ * (train.c's step line, dev/bench_gpt.py):
+ *     6 N_mm + 6 L C T
+ * N_mm: the weights applied to every token by a matmul (or the depthwise conv), 2 FLOPs each forward
+ * and 4 backward: per layer qkvw 3C^2, attprojw C^2, fcw 4C^2, fcprojw 4C^2; PaTH (path, path-fox)
+ * wdown R C, wup C R, wconv C K, betaw NH C; gated (path-fox, fox) gatew NH C; once, the tied LM head
+ * Vp C over the padded vocab. Not counted: the embedding lookups, layernorms, biases, elementwise work.
+ * Attention: q k^T and att v cost 2 T C FLOPs each per token and layer over the full T x T square;
+ * causal halves that, and forward + backward triple it: 3 x (4 T C / 2) = 6 T C per layer. PaTH's
+ * Householder products and the gate are counted as plain attention (no extra FLOPs), so every
+ * attention type is measured against the same yardstick. llm.c's 6 N + 6 L C T counts all N
+ * parameters instead (about 0.7% more at the GPT-2 124M shape). */
+double model_config_flops_per_token(const ModelConfig *cfg, int T);
+
 #ifdef __cplusplus
 }
 #endif

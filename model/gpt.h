@@ -38,6 +38,8 @@ Gpt *gpt_create(const ModelConfig *cfg, int B, int T, uint64_t seed);
 void gpt_free(Gpt *g);
 const ModelConfig *gpt_config(const Gpt *g);
 size_t gpt_num_params(const Gpt *g);
+/* 1 for the GPU model, 0 for the CPU reference (train.c shows MFU on the GPU by default). */
+int gpt_on_gpu(void);
 
 /* Parameters and AdamW moments as fp32 host arrays of gpt_num_params() elements, in table
  * order (checkpoints, tests). which: 0 params, 1 first moment m, 2 second moment v, 3 grads. */

@@ -897,3 +897,5 @@ void gpt_decode_step(Gpt *g, const int *tokens, float *logits) {
     memcpy(logits, acts->logits, sizeof(float) * n * cfg->padded_vocab_size);
     for (int b = 0; b < n; b++) dc->len[b]++;
 }
+
+int gpt_on_gpu(void) { return 0; }

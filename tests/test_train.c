@@ -14,6 +14,10 @@
  *              temp file left); truncated, too short, bad magic, bad version, flipped body byte,
  *              other config, other world, other data source and a bad directory give -1 and a
  *              message naming the problem; a failed load leaves the model unchanged.
+ *  mfu:        model_config_flops_per_token at the GPT-2 124M shape (learned, path, path-fox) equals
+ *              6 N_mm + 6 L C T worked out by hand; the --log step lines of train_main carry mfu=
+ *              with --peak-tflops given and not without it (this CPU build); the MFU equals
+ *              flops x tok_per_s / peak from the same line.
  *  resume:     train_main on the flip-flop source and on a shard source written here: the step-4
  *              checkpoint of a straight 4-step run equals, byte for byte, that of a run resumed in
  *              a fresh model from the step-2 checkpoint (parameters, m, v, data position), with
@@ -477,12 +481,68 @@ static void test_resume(void) {
     unlink(shard);
 }
 
+/* ---------------------------------------------------------------------------------------------
+ * MFU: the FLOP count and the step line */
+
+static void test_mfu_flops(void) {
+    /* GPT-2 124M: L 12, C 768, NH 12, Vp 50304, T 1024; PaTH R 32, K 3 */
+    const double L = 12, C = 768, T = 1024;
+    const double mm = L * 12 * C * C + 50304 * C, attn = 6 * L * C * T;
+    const double path = L * (2 * 32 * C + 3 * C + 12 * C), gate = L * 12 * C;
+    const struct { AttnType a; double expect; } cases[] = {
+        {ATTN_LEARNED, 6 * mm + attn}, {ATTN_PATH, 6 * (mm + path) + attn}, {ATTN_PATH_FOX, 6 * (mm + path + gate) + attn}};
+    for (int i = 0; i < 3; i++) {
+        ModelConfig c = model_config_make(cases[i].a, 12, 12, 768, 50257, 1024);
+        char name[96];
+        snprintf(name, sizeof name, "mfu flops per token gpt2-124M %s", attn_type_name(cases[i].a));
+        check_value(name, "abs_err", fabs(model_config_flops_per_token(&c, 1024) - cases[i].expect), 0.0);
+    }
+}
+
+/* the last "event=step" line of a --log file, or "" */
+static void last_step_line(const char *path, char *out, size_t len) {
+    char *text = check_read_text(path), *line = text, *next;
+    out[0] = '\0';
+    for (; *line; line = next) {
+        next = strchr(line, '\n');
+        next = next ? next + 1 : line + strlen(line);
+        if (strncmp(line, "event=step ", 11) == 0) snprintf(out, len, "%.*s", (int)(next - line), line);
+    }
+    free(text);
+}
+
+static void test_mfu_line(void) {
+    const char *log_with = tmp_path("mfu_with.log"), *log_without = tmp_path("mfu_without.log");
+    const char *const base[] = {"--seq-len", "16", "--batch", "2", "--width", "16", "--steps", "2", "--eval-every", "0",
+                                "--sample-every", "0", "--ff-eval-id", "2", "--ff-eval-sparse", "2", "--ff-eval-dense", "2", NULL};
+    const char *const with[] = {"--log", log_with, "--peak-tflops", "1e-6", NULL};
+    const char *const without[] = {"--log", log_without, NULL};
+    run_with(base, with);
+    run_with(base, without);
+    char line[1024];
+    last_step_line(log_without, line, sizeof line);
+    check_true("mfu absent from train_cpu's step line without --peak-tflops", line[0] && !contains(line, "mfu="),
+               "event=step line without mfu=");
+    last_step_line(log_with, line, sizeof line);
+    const char *tps = strstr(line, " tok_per_s="), *mfu = strstr(line, " mfu=");
+    check_true("mfu in the step line with --peak-tflops", tps && mfu, "event=step line with tok_per_s= and mfu=");
+    if (tps && mfu) {
+        ModelConfig c = model_config_make(ATTN_PATH, 1, 2, 16, FLIPFLOP_VOCAB, 16);
+        double expect = model_config_flops_per_token(&c, 16) * strtod(tps + 11, NULL) / 1e6; /* peak 1e-6 TFLOP/s */
+        check_value("mfu = flops x tok_per_s / peak", "rel_err", fabs(strtod(mfu + 5, NULL) / expect - 1), 1e-3);
+    }
+    unlink(log_with);
+    unlink(log_without);
+}
+
 int main(void) {
     if (!mkdtemp(tmp_dir)) die("test_train: cannot create a temporary directory: %s", strerror(errno));
     test_options();
     test_schedule();
     test_sampler();
     test_checkpoint();
+    test_mfu_flops();
+    test_mfu_line();
     test_resume();
     rmdir(tmp_dir);
     return check_finish();
