@@ -17,7 +17,9 @@ import os
 
 import torch
 
-_LIB_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'build', 'libpathgpt_cuda.so')
+# PATHGPT_LIB names another build of the library (e.g. a baseline, for an A/B comparison in one session)
+_LIB_PATH = os.environ.get('PATHGPT_LIB') or os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'build',
+                                                          'libpathgpt_cuda.so')
 
 
 class GpuCtx(ctypes.Structure):

@@ -134,7 +134,7 @@ __global__ void __launch_bounds__(PATH_THREADS, 2) flash_fwd_kernel(PathParams p
  * backward, query side: dq and sum_j dZ_ij */
 
 template <int D>
-__global__ void __launch_bounds__(PATH_THREADS, 2) flash_dq_kernel(PathParams p) {
+__global__ void __launch_bounds__(PATH_THREADS, 3) flash_dq_kernel(PathParams p) {
     constexpr int NTD = D / 8, KSD = D / 16, LD = D + 8;
     extern __shared__ __align__(16) char smem_raw[];
     FlashSmem<D> &sm = *reinterpret_cast<FlashSmem<D> *>(smem_raw);
@@ -159,9 +159,6 @@ __global__ void __launch_bounds__(PATH_THREADS, 2) flash_dq_kernel(PathParams p)
     load_gate_vec(sm.own_gl, p, gbI, hq);
     cp_async_wait<0>();
     __syncthreads();
-    uint32_t qa[KSD][4], doa[KSD][4];
-    load_a<KSD>(qa, sm.A, LD, 16 * warp);
-    load_a<KSD>(doa, sm.B, LD, 16 * warp);
     float dQ[NTD][4], rs[2] = {0.f, 0.f};
     zero_acc<NTD>(dQ);
     int buf = 0;
@@ -173,6 +170,9 @@ __global__ void __launch_bounds__(PATH_THREADS, 2) flash_dq_kernel(PathParams p)
             cp_async_wait<0>();
         }
         __syncthreads();
+        uint32_t qa[KSD][4], doa[KSD][4]; /* from shared memory at each use: 168 registers, 3 CTAs per SM */
+        load_a<KSD>(qa, sm.A, LD, 16 * warp);
+        load_a<KSD>(doa, sm.B, LD, 16 * warp);
         float S[8][4], dP[8][4];
         zero_acc<8>(S);
         zero_acc<8>(dP);
