@@ -294,6 +294,21 @@ bench_allreduce:
 	@false
 endif
 
+# dev/bench_model_kernels.cu: the model's non-attention kernels (layernorm, classifier, gelu, bias gradients,
+# AdamW) timed launcher by launcher at the GPT-2 124M shape, with bytes moved and GB/s; build/bench_model_kernels
+.PHONY: bench_model_kernels
+ifneq ($(NVCC),)
+bench_model_kernels: $(BUILD)/bench_model_kernels
+$(BUILD)/bench_model_kernels: $(BUILD)/dev/bench_model_kernels.cu.o \
+    $(addprefix $(BUILD)/kernels/,layernorm.cu.o classifier.cu.o gelu.cu.o matmul.cu.o adamw.cu.o gpu.o) \
+    $(addprefix $(BUILD)/,model/params.o model/config.o common/rng.o) $(BENCH_COMMON_OBJ)
+	$(NVCC) $(NVCCFLAGS) -o $@ $^ $(GPU_LDLIBS)
+else
+bench_model_kernels:
+	@echo "make bench_model_kernels: nvcc (the CUDA compiler) was not found, so the GPU benchmark cannot be built here."
+	@false
+endif
+
 # ---------------------------------------------------------------------------------------------
 # objects
 

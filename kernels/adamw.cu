@@ -2,24 +2,59 @@
 #include "adamw.h"
 #include "common.cuh"
 
+#define ADAMW_THREADS 256
+
+/* the update of one element (adamw.h); returns the new parameter */
+__device__ __forceinline__ float adamw_one(const AdamWStep &s, float &p, float &m, float &v, float grad) {
+    float g = s.grad_mult * grad;
+    m = s.beta1 * m + (1.0f - s.beta1) * g;
+    v = s.beta2 * v + (1.0f - s.beta2) * g * g;
+    float mhat = m / s.bc1, vhat = v / s.bc2;
+    p = p - s.lr * (mhat / (sqrtf(vhat) + s.eps) + s.weight_decay * p);
+    return p;
+}
+
+/* Threads [0, quads): elements head + 4 t .. + 3, 16-byte loads and stores of p, m, v, grad (and one
+ * 8-byte store of the bf16 copy where it is 8-byte aligned). The threads after them: one element each of
+ * the head [0, head), then of the rest after the quads. */
 static __global__ void adamw_kernel(AdamWStep s, float *p, float *m, float *v, const float *grad, bf16 *p_bf16,
-                                    size_t n) {
-    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= n) return;
-    float g = s.grad_mult * grad[i];
-    float mi = s.beta1 * m[i] + (1.0f - s.beta1) * g;
-    float vi = s.beta2 * v[i] + (1.0f - s.beta2) * g * g;
-    float mhat = mi / s.bc1, vhat = vi / s.bc2;
-    float pi = p[i] - s.lr * (mhat / (sqrtf(vhat) + s.eps) + s.weight_decay * p[i]);
-    m[i] = mi;
-    v[i] = vi;
-    p[i] = pi;
-    p_bf16[i] = __float2bfloat16_rn(pi);
+                                    size_t n, size_t head) {
+    size_t t = (size_t)blockIdx.x * blockDim.x + threadIdx.x, quads = (n - head) / 4;
+    if (t < quads) {
+        size_t i = head + 4 * t;
+        float4 pp = *reinterpret_cast<float4 *>(p + i), mm = *reinterpret_cast<float4 *>(m + i);
+        float4 vv = *reinterpret_cast<float4 *>(v + i), gg = *reinterpret_cast<const float4 *>(grad + i);
+        float q0 = adamw_one(s, pp.x, mm.x, vv.x, gg.x), q1 = adamw_one(s, pp.y, mm.y, vv.y, gg.y);
+        float q2 = adamw_one(s, pp.z, mm.z, vv.z, gg.z), q3 = adamw_one(s, pp.w, mm.w, vv.w, gg.w);
+        __nv_bfloat162 lo = __floats2bfloat162_rn(q0, q1), hi = __floats2bfloat162_rn(q2, q3);
+        *reinterpret_cast<float4 *>(p + i) = pp;
+        *reinterpret_cast<float4 *>(m + i) = mm;
+        *reinterpret_cast<float4 *>(v + i) = vv;
+        if ((uintptr_t)(p_bf16 + i) % 8 == 0) {
+            uint2 packed;
+            *reinterpret_cast<__nv_bfloat162 *>(&packed.x) = lo;
+            *reinterpret_cast<__nv_bfloat162 *>(&packed.y) = hi;
+            *reinterpret_cast<uint2 *>(p_bf16 + i) = packed;
+        } else {
+            p_bf16[i] = lo.x, p_bf16[i + 1] = lo.y, p_bf16[i + 2] = hi.x, p_bf16[i + 3] = hi.y;
+        }
+        return;
+    }
+    size_t e = t - quads; /* of the head, then of the rest */
+    if (e >= n - 4 * quads) return;
+    size_t i = e < head ? e : 4 * quads + e;
+    p_bf16[i] = __float2bfloat16_rn(adamw_one(s, p[i], m[i], v[i], grad[i]));
 }
 
 void adamw_update(const GpuCtx *ctx, const AdamWStep *s, float *p, float *m, float *v, const float *grad,
                   void *p_bf16, size_t n) {
     if (n == 0) return;
-    adamw_kernel<<<grid_for(n, 256), 256, 0, ctx->stream>>>(*s, p, m, v, grad, (bf16 *)p_bf16, n);
+    /* head: the elements before p's first 16-byte boundary; all of them if m, v or grad are aligned otherwise */
+    size_t head = (16 - (uintptr_t)p % 16) % 16 / sizeof(float);
+    uintptr_t mis = (uintptr_t)p % 16;
+    if ((uintptr_t)m % 16 != mis || (uintptr_t)v % 16 != mis || (uintptr_t)grad % 16 != mis || head > n) head = n;
+    size_t threads = (n - head) / 4 + (n - head) % 4 + head;
+    adamw_kernel<<<grid_for(threads, ADAMW_THREADS), ADAMW_THREADS, 0, ctx->stream>>>(*s, p, m, v, grad,
+                                                                                      (bf16 *)p_bf16, n, head);
     LAUNCH_CHECK(ctx, "adamw_kernel");
 }

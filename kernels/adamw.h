@@ -5,8 +5,11 @@
  * bc1 = 1 - b1^t, bc2 = 1 - b2^t come from the caller (the CPU model's rounding: f32 of the double).
  * in/out: p, m, v (n) f32 master state, updated in place; grad (n) f32; p_bf16 (n) bf16, the copy
  * the matmuls read, rewritten. weight_decay is 0 for tensors without decay.
- * Launch: one thread per element, 256 per block. Checked by tests/test_gpt_gpu.cu (one step from the
- * same state as the CPU model, in two shards, and several training steps). */
+ * Launch: one thread per 4 elements (16-byte loads and stores of p, m, v, grad) from p's first 16-byte
+ * boundary; the elements before it and after the last 4 one thread each (all of them, if m, v and grad
+ * do not share p's alignment); 256 per block. Memory-bound: 30 bytes per element.
+ * Checked by tests/test_gpt_gpu.cu (one step from the same state as the CPU model, in two shards, and
+ * several training steps). */
 #ifndef PATHGPT_KERNELS_ADAMW_H
 #define PATHGPT_KERNELS_ADAMW_H
 

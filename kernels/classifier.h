@@ -6,9 +6,12 @@
  *             target, 0 elsewhere (padded columns, ignored rows)
  * in : z (N,Vp) bf16 (the logits; the backward overwrites them with their gradient); targets (N) int32
  * out: loss, lse (N) f32; correct (N) int32 (0 where target < 0); statistics in f32.
- * Launch: forward one 256-thread block per row (max and argmax, then the sum); backward one thread
- * per element. Checked by tests/test_gpt_gpu.cu (loss, n_correct against the GPU logits, every
- * gradient through dlogits). */
+ * Launch: one 512-thread block per row, 16-byte loads (8 logits), 4 in flight per thread. Forward: one
+ * pass, each thread keeping a running max, its index and the sum of exp(z - max) (rescaled when the max
+ * grows), merged over the block in a fixed order. Backward: reads only rows with a target; writes all.
+ * Limits: Vp a multiple of 8 and logits 16-byte aligned (the launchers exit with a message otherwise).
+ * Checked by tests/test_gpt_gpu.cu (loss, n_correct against the GPU logits, every gradient through
+ * dlogits). */
 #ifndef PATHGPT_KERNELS_CLASSIFIER_H
 #define PATHGPT_KERNELS_CLASSIFIER_H
 

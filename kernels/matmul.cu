@@ -190,15 +190,26 @@ void matmul_backward_weight(Matmul *mm, float *dweight, const void *dout, const 
 }
 
 namespace {
+template <int W> /* W columns per call: 8 (one 16-byte load) when the rows allow it, else 1 */
 struct BiasGrad {
+    static constexpr int WIDTH = W;
     const bf16 *dout;
     int OC;
-    __device__ float operator()(int n, int c) const { return __bfloat162float(dout[(size_t)n * OC + c]); }
+    __device__ void operator()(int n, int c, float *v) const {
+        const bf16 *p = dout + (size_t)n * OC + c;
+        if constexpr (W == 8) bf16x8_unpack(*reinterpret_cast<const uint4 *>(p), v);
+        else v[0] = __bfloat162float(*p);
+    }
 };
 }  // namespace
 
 void matmul_backward_bias(Matmul *mm, float *dbias, const void *dout, int N, int OC, float *scratch) {
-    BiasGrad f = {(const bf16 *)dout, OC};
-    colsum_partials(&mm->ctx, f, N, OC, OC, scratch, "colsum_partials_kernel<BiasGrad>");
+    if (OC % 8 == 0 && (uintptr_t)dout % 16 == 0) {
+        BiasGrad<8> f = {(const bf16 *)dout, OC};
+        colsum_partials(&mm->ctx, f, N, OC, scratch, "colsum_partials_kernel<BiasGrad<8>>");
+    } else {
+        BiasGrad<1> f = {(const bf16 *)dout, OC};
+        colsum_partials(&mm->ctx, f, N, OC, scratch, "colsum_partials_kernel<BiasGrad<1>>");
+    }
     colsum_add(&mm->ctx, scratch, N, OC, OC, dbias);
 }

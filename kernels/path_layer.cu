@@ -82,14 +82,14 @@ static __global__ void conv_backward_kernel(bf16 *du, const float *dx, const flo
 
 namespace {
 struct ConvTapGrad { /* column c K + k: dx[n, c] u[row of tap k, c] */
+    static constexpr int WIDTH = 1;
     const float *dx;
     const bf16 *u;
     const int *doc_start;
     int T, C, K;
-    __device__ float operator()(int n, int col) const {
+    __device__ void operator()(int n, int col, float *v) const {
         int c = col / K, k = col % K, t = n % T, s = t - (K - 1) + k;
-        if (s < doc_start[n]) return 0.0f;
-        return dx[(size_t)n * C + c] * __bfloat162float(u[(size_t)(n - t + s) * C + c]);
+        v[0] = s < doc_start[n] ? 0.0f : dx[(size_t)n * C + c] * __bfloat162float(u[(size_t)(n - t + s) * C + c]);
     }
 };
 }  // namespace
@@ -126,7 +126,7 @@ void path_layer_w_backward(const GpuCtx *ctx, float *dw, void *du, float *dwconv
                                                                               T, C, K);
     LAUNCH_CHECK(ctx, "conv_backward_kernel");
     ConvTapGrad f = {dw, u, doc_start, T, C, K};
-    colsum_partials(ctx, f, N, C * K, C * K, scratch, "colsum_partials_kernel<ConvTapGrad>");
+    colsum_partials(ctx, f, N, C * K, scratch, "colsum_partials_kernel<ConvTapGrad>");
     colsum_add(ctx, scratch, N, C * K, C * K, dwconv);
 }
 
