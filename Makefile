@@ -99,6 +99,8 @@ $(BUILD)/kernels/gpu.o: CFLAGS += $(if $(filter 1,$(DEBUG)),-DPATHGPT_DEBUG)
 
 train: $(BUILD)/train.o $(GPU_MODEL_OBJ) $(CPU_LIB_OBJ) $(GPU_LIB_OBJ)
 	$(NVCC) $(NVCCFLAGS) -o $@ $^ $(GPU_LDLIBS) $(filter-out -fopenmp,$(LDLIBS))
+# tests/test_train_gpu (plain C, so built everywhere) runs ./train; without nvcc or a GPU it prints a skip line
+test: train
 
 $(BUILD)/tests/gpt_cpu_twin.o: $(BUILD)/model/gpt_cpu.o
 	objcopy $$(nm -g --defined-only $< | awk '$$3 ~ /^gpt_/ { printf "--redefine-sym %s=cpu_%s ", $$3, $$3 }') $< $@
@@ -127,6 +129,8 @@ test_gpt2pathattn: $(BUILD)/test_gpt2pathattn.o $(CPU_MODEL_OBJ) $(CPU_LIB_OBJ) 
 
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(CPU_LIB_OBJ) $(CPU_MODEL_OBJ) $(TEST_CHECK_OBJ)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+# the tests that run a trainer as child processes share tests/runs.c (spawning, logs, checkpoint checks)
+$(BUILD)/tests/test_data_parallel $(BUILD)/tests/test_train_gpu: $(BUILD)/tests/runs.o
 
 check_vectors: $(BUILD)/dev/check_vectors.o $(CPU_LIB_OBJ) $(TEST_CHECK_OBJ)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)

@@ -30,7 +30,8 @@
  * parameter buffer. Rank 0 alone prints, logs, evaluates, samples and writes checkpoints; on resume it
  * reads the checkpoint and sends header, parameters and moments to the others.
  * checked by: tests/test_train.c (options, bit-exact resume through train_main, checkpoint files),
- * tests/test_data_parallel.c (train_cpu in 2 processes against one, ZeRO-1, tcp/file, resume). */
+ * tests/test_data_parallel.c (train_cpu in 2 processes against one, ZeRO-1, tcp/file, resume),
+ * tests/test_train_gpu.c (the GPU trainer: resume, mid-run saves, user errors). */
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>

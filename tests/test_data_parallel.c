@@ -19,196 +19,59 @@
  * Everything else is exact. Without mpirun (Open MPI's, whose flags this test passes) or a build with
  * MPI, the mpirun cases skip with the reason; in CI (CI set) that is a failure, as .ci/run installs
  * Open MPI. Every child is killed after CHILD_TIMEOUT_S. */
-#include <errno.h>
-#include <fcntl.h>
-#include <netinet/in.h>
-#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "../common/rng.h"
 #include "../common/util.h"
 #include "../data/shard.h"
-#include "../model/checkpoint.h"
 #include "check.h"
+#include "runs.h"
 
 #define TRAIN "./train_cpu"
 #define DOUBLED_BAR 1e-5
 #define CHILD_TIMEOUT_S 120
 static int wait_child(pid_t pid) { return check_wait_child(pid, CHILD_TIMEOUT_S); }
 
-static char tmp_dir[] = "/tmp/test_data_parallel.XXXXXX";
-
-static const char *tmp_path(const char *name) {
-    static char buf[16][512];
-    static int next;
-    char *p = buf[next++ % 16];
-    snprintf(p, 512, "%s/%s", tmp_dir, name);
-    return p;
-}
-
 /* ---------------------------------------------------------------------------------------------
- * child processes */
-
-typedef struct {
-    const char *v[128];
-    int n;
-} Args;
-
-static void add(Args *a, const char *const *list) {
-    for (int i = 0; list && list[i]; i++) a->v[a->n++] = list[i];
-    a->v[a->n] = NULL;
-}
-
-/* starts args with stdout and stderr into log */
-static pid_t spawn(const Args *a, const char *log) {
-    fflush(stdout);
-    pid_t pid = fork();
-    if (pid < 0) die("test_data_parallel: fork: %s", strerror(errno));
-    if (pid == 0) {
-        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        dup2(fd, STDOUT_FILENO);
-        dup2(fd, STDERR_FILENO);
-        execvp(a->v[0], (char *const *)a->v);
-        fprintf(stderr, "cannot run %s: %s\n", a->v[0], strerror(errno));
-        _exit(127);
-    }
-    return pid;
-}
-
-/* the log's text when status is not the expected one, so a failure shows why */
-static int expect_status(const char *log, int status, int want_zero) {
-    int ok = want_zero ? status == 0 : status != 0;
-    if (!ok) {
-        char *text = check_read_text(log);
-        printf("    exit status %d; %s:\n%s\n", status, log, text);
-        free(text);
-    }
-    return ok;
-}
+ * child processes (tests/runs.h: the temporary directory, spawning, logs, checkpoint checks) */
 
 typedef enum { VIA_ONE, VIA_MPI, VIA_TCP, VIA_FILE } Via;
 
 static int have_mpirun; /* Open MPI's mpirun, and a train_cpu built with MPI */
 
 /* train_cpu with flags base + extra, as one process or two; 1 if every process exited as wanted
- * (want_zero: with status 0, else not 0); the output goes to tmp/<name>.log (and .1.log: rank 1). */
+ * (want_zero: with status 0, else not 0); the output goes to runs_log(name) (and runs_log("<name>.1"): rank 1). */
 static int train(const char *name, Via via, const char *const *base, const char *const *extra, int want_zero) {
     static const char *const mpirun[] = {"mpirun", "--allow-run-as-root", "--oversubscribe", "--bind-to", "none",
                                          "-np", "2", NULL};
-    char log[600], log1[600], rv[600], rank[2][8] = {"0", "1"};
-    snprintf(log, sizeof log, "%s/%s.log", tmp_dir, name);
-    snprintf(log1, sizeof log1, "%s/%s.1.log", tmp_dir, name);
+    char name1[128], rendezvous_file[128], rv[700], rank[2][8] = {"0", "1"};
+    snprintf(name1, sizeof name1, "%s.1", name);
+    snprintf(rendezvous_file, sizeof rendezvous_file, "%s.rendezvous", name);
+    const char *log = runs_log(name), *log1 = runs_log(name1);
     if (via == VIA_TCP) snprintf(rv, sizeof rv, "tcp:127.0.0.1:%d", check_free_port());
-    if (via == VIA_FILE) snprintf(rv, sizeof rv, "file:%s/%s.rendezvous", tmp_dir, name);
+    if (via == VIA_FILE) snprintf(rv, sizeof rv, "file:%s", runs_path(rendezvous_file));
     int n_procs = via == VIA_TCP || via == VIA_FILE ? 2 : 1, ok = 1;
     pid_t pid[2];
     for (int p = 0; p < n_procs; p++) {
-        Args a = {.n = 0};
-        if (via == VIA_MPI) add(&a, mpirun);
-        add(&a, (const char *const[]){TRAIN, NULL});
-        add(&a, base);
-        add(&a, extra);
-        if (n_procs == 2) add(&a, (const char *const[]){"--world", "2", "--rank", rank[p], "--rendezvous", rv,
-                                                        "--join-timeout", "30", NULL});
-        pid[p] = spawn(&a, p ? log1 : log);
+        RunArgs a = {.n = 0};
+        if (via == VIA_MPI) runs_add(&a, mpirun);
+        runs_add(&a, (const char *const[]){TRAIN, NULL});
+        runs_add(&a, base);
+        runs_add(&a, extra);
+        if (n_procs == 2) runs_add(&a, (const char *const[]){"--world", "2", "--rank", rank[p], "--rendezvous", rv,
+                                                             "--join-timeout", "30", NULL});
+        pid[p] = runs_spawn(&a, p ? log1 : log);
     }
-    for (int p = 0; p < n_procs; p++) ok &= expect_status(p ? log1 : log, wait_child(pid[p]), want_zero);
+    for (int p = 0; p < n_procs; p++) ok &= runs_expect_status(p ? log1 : log, wait_child(pid[p]), want_zero);
     return ok;
 }
 
 /* ---------------------------------------------------------------------------------------------
- * checkpoints */
-
-static unsigned char *read_bytes(const char *path, size_t *n) {
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return NULL;
-    fseek(fp, 0, SEEK_END);
-    *n = (size_t)ftell(fp);
-    fseek(fp, 0, SEEK_SET);
-    unsigned char *b = mallocCheck(*n ? *n : 1);
-    size_t got = fread(b, 1, *n, fp);
-    fclose(fp);
-    if (got != *n) {
-        free(b);
-        return NULL;
-    }
-    return b;
-}
-
-static const char *ckpt(const char *dir, int step) {
-    static char buf[4][600];
-    static int next;
-    char *p = buf[next++ % 4];
-    snprintf(p, 600, "%s/%s/ckpt_%08d.bin", tmp_dir, dir, step);
-    return p;
-}
-
-static void check_same_file(const char *name, const char *a, const char *b) {
-    size_t na = 0, nb = 0;
-    unsigned char *x = read_bytes(a, &na), *y = read_bytes(b, &nb);
-    int same = x && y && na == nb && memcmp(x, y, na) == 0;
-    check_true(name, same, x && y ? "checkpoints byte-identical" : "both checkpoints exist");
-    if (!x || !y) printf("    missing: %s\n", !x ? a : b);
-    free(x);
-    free(y);
-}
-
-/* parameters, m and v of a and b within DOUBLED_BAR (relative RMS); the headers may differ (batch, world) */
-static void check_close_state(const char *name, const char *a, const char *b) {
-    static const char *what[3] = {"parameters", "AdamW m", "AdamW v"};
-    CheckpointHeader ha, hb;
-    char why[1024];
-    size_t na = 0, nb = 0;
-    unsigned char *x = read_bytes(a, &na), *y = read_bytes(b, &nb);
-    int ok = x && y && !checkpoint_read_header(a, &ha, why, sizeof why) && !checkpoint_read_header(b, &hb, why, sizeof why) &&
-             ha.n_params == hb.n_params && ha.step == hb.step;
-    if (!check_true(name, ok, "both checkpoints, same size and step")) {
-        free(x);
-        free(y);
-        return;
-    }
-    size_t n = ha.n_params;
-    for (int k = 0; k < 3; k++) {
-        char full[128];
-        float *fa = mallocCheck(sizeof(float) * n), *fb = mallocCheck(sizeof(float) * n);
-        memcpy(fa, x + CHECKPOINT_SLOTS * 8 + k * n * sizeof(float), sizeof(float) * n);
-        memcpy(fb, y + CHECKPOINT_SLOTS * 8 + k * n * sizeof(float), sizeof(float) * n);
-        snprintf(full, sizeof full, "%s: %s", name, what[k]);
-        check_value(full, "rel_rms", rel_rms_f(fa, fb, n), DOUBLED_BAR);
-        free(fa);
-        free(fb);
-    }
-    free(x);
-    free(y);
-}
-
-static void check_log_has(const char *name, const char *log_name, const char *part) {
-    char path[600];
-    snprintf(path, sizeof path, "%s/%s.log", tmp_dir, log_name);
-    char *text = check_read_text(path);
-    char detail[96];
-    snprintf(detail, sizeof detail, "message has '%.60s'", part);
-    if (!check_true(name, strstr(text, part) != NULL, detail)) printf("    %s:\n%s\n", path, text);
-    free(text);
-}
-
-/* ---------------------------------------------------------------------------------------------
  * cases */
-
-static const char *dir_flags(const char *dir) {
-    static char buf[8][600];
-    static int next;
-    char *p = buf[next++ % 8];
-    snprintf(p, 600, "%s/%s", tmp_dir, dir);
-    return p;
-}
 
 /* one family of runs (flip-flop or shards): base flags take --batch from rows[] */
 static void case_family(const char *tag, const char *const *base) {
@@ -217,31 +80,31 @@ static void case_family(const char *tag, const char *const *base) {
     const char *one = name[0], *tcp = name[1], *file = name[2], *mpi = name[3], *tcp0 = name[4], *mpi0 = name[5];
     char title[128];
     /* one process, 4 rows; two processes, 2 rows each */
-    train(one, VIA_ONE, base, (const char *const[]){"--batch", "4", "--ckpt-dir", dir_flags(one), NULL}, 1);
-    int ok = train(tcp, VIA_TCP, base, (const char *const[]){"--batch", "2", "--ckpt-dir", dir_flags(tcp), NULL}, 1);
+    train(one, VIA_ONE, base, (const char *const[]){"--batch", "4", "--ckpt-dir", runs_path(one), NULL}, 1);
+    int ok = train(tcp, VIA_TCP, base, (const char *const[]){"--batch", "2", "--ckpt-dir", runs_path(tcp), NULL}, 1);
     snprintf(title, sizeof title, "%s: tcp, 2 x 2 rows runs", tag);
     check_true(title, ok, "both ranks exit 0");
     snprintf(title, sizeof title, "%s: tcp 2 x 2 rows = 1 x 4 rows", tag);
-    check_close_state(title, ckpt(tcp, 4), ckpt(one, 4));
-    train(file, VIA_FILE, base, (const char *const[]){"--batch", "2", "--ckpt-dir", dir_flags(file), NULL}, 1);
+    runs_check_close_state(title, runs_ckpt(tcp, 4), runs_ckpt(one, 4), DOUBLED_BAR);
+    train(file, VIA_FILE, base, (const char *const[]){"--batch", "2", "--ckpt-dir", runs_path(file), NULL}, 1);
     snprintf(title, sizeof title, "%s: file rendezvous = tcp", tag);
-    check_same_file(title, ckpt(file, 4), ckpt(tcp, 4));
-    train(tcp0, VIA_TCP, base, (const char *const[]){"--batch", "2", "--zero", "1", "--ckpt-dir", dir_flags(tcp0), NULL}, 1);
+    runs_check_same_file(title, runs_ckpt(file, 4), runs_ckpt(tcp, 4));
+    train(tcp0, VIA_TCP, base, (const char *const[]){"--batch", "2", "--zero", "1", "--ckpt-dir", runs_path(tcp0), NULL}, 1);
     snprintf(title, sizeof title, "%s: tcp ZeRO-1 = ZeRO off", tag);
-    check_same_file(title, ckpt(tcp0, 4), ckpt(tcp, 4));
+    runs_check_same_file(title, runs_ckpt(tcp0, 4), runs_ckpt(tcp, 4));
     snprintf(title, sizeof title, "%s: mpirun -np 2", tag);
     if (!have_mpirun) {
         check_skip(title, "no Open MPI mpirun, or train_cpu built without MPI");
         return;
     }
-    train(mpi, VIA_MPI, base, (const char *const[]){"--batch", "2", "--ckpt-dir", dir_flags(mpi), NULL}, 1);
+    train(mpi, VIA_MPI, base, (const char *const[]){"--batch", "2", "--ckpt-dir", runs_path(mpi), NULL}, 1);
     snprintf(title, sizeof title, "%s: mpirun -np 2 x 2 rows = 1 x 4 rows", tag);
-    check_close_state(title, ckpt(mpi, 4), ckpt(one, 4));
+    runs_check_close_state(title, runs_ckpt(mpi, 4), runs_ckpt(one, 4), DOUBLED_BAR);
     snprintf(title, sizeof title, "%s: mpirun -np 2 = tcp", tag);
-    check_same_file(title, ckpt(mpi, 4), ckpt(tcp, 4));
-    train(mpi0, VIA_MPI, base, (const char *const[]){"--batch", "2", "--zero", "1", "--ckpt-dir", dir_flags(mpi0), NULL}, 1);
+    runs_check_same_file(title, runs_ckpt(mpi, 4), runs_ckpt(tcp, 4));
+    train(mpi0, VIA_MPI, base, (const char *const[]){"--batch", "2", "--zero", "1", "--ckpt-dir", runs_path(mpi0), NULL}, 1);
     snprintf(title, sizeof title, "%s: mpirun ZeRO-1 = ZeRO off", tag);
-    check_same_file(title, ckpt(mpi0, 4), ckpt(mpi, 4));
+    runs_check_same_file(title, runs_ckpt(mpi0, 4), runs_ckpt(mpi, 4));
 }
 
 static const char *const flipflop[] = {
@@ -257,29 +120,29 @@ static void case_resume(void) {
     for (int zero = 0; zero < 2; zero++) {
         const char *straight = zero ? "resume_z_a" : "resume_a", *resumed = zero ? "resume_z_b" : "resume_b";
         const char *z = zero ? "1" : "0";
-        train(straight, via, flipflop, (const char *const[]){"--batch", "2", "--zero", z, "--ckpt-dir", dir_flags(straight), NULL}, 1);
-        train(resumed, via, flipflop, (const char *const[]){"--batch", "2", "--zero", z, "--ckpt-dir", dir_flags(resumed),
-                                                            "--resume", ckpt(straight, 2), NULL}, 1);
+        train(straight, via, flipflop, (const char *const[]){"--batch", "2", "--zero", z, "--ckpt-dir", runs_path(straight), NULL}, 1);
+        train(resumed, via, flipflop, (const char *const[]){"--batch", "2", "--zero", z, "--ckpt-dir", runs_path(resumed),
+                                                            "--resume", runs_ckpt(straight, 2), NULL}, 1);
         snprintf(title, sizeof title, "resume %s%s: 2 + load + 2 = 4 steps", how, zero ? " ZeRO-1" : "");
-        check_same_file(title, ckpt(resumed, 4), ckpt(straight, 4));
+        runs_check_same_file(title, runs_ckpt(resumed, 4), runs_ckpt(straight, 4));
     }
     int refused = train("resume_world1", VIA_ONE, flipflop, (const char *const[]){"--batch", "2", "--resume",
-                                                                                  ckpt("resume_a", 2), NULL}, 0);
+                                                                                  runs_ckpt("resume_a", 2), NULL}, 0);
     check_true("resume: world 2 checkpoint in one process refused", refused, "exit status not 0");
-    check_log_has("resume: the message names both worlds", "resume_world1", "run of world 2 (processes), this run has world 1");
+    runs_check_log_has("resume: the message names both worlds", "resume_world1", "run of world 2 (processes), this run has world 1");
 }
 
 static void case_errors(void) {
     int refused = train("no_rendezvous", VIA_ONE, flipflop, (const char *const[]){"--world", "2", NULL}, 0);
     check_true("error: --world 2 without a rendezvous", refused, "exit status not 0");
-    check_log_has("error: the message says what to give", "no_rendezvous", "world 2 needs a rendezvous");
+    runs_check_log_has("error: the message says what to give", "no_rendezvous", "world 2 needs a rendezvous");
     if (!have_mpirun) {
         check_skip("error: --world 3 under mpirun -np 2", "no Open MPI mpirun, or train_cpu built without MPI");
         return;
     }
     refused = train("mpi_world", VIA_MPI, flipflop, (const char *const[]){"--world", "3", NULL}, 0);
     check_true("error: --world 3 under mpirun -np 2", refused, "exit status not 0");
-    check_log_has("error: the message names MPI's world", "mpi_world", "MPI made this rank");
+    runs_check_log_has("error: the message names MPI's world", "mpi_world", "MPI made this rank");
 }
 
 /* Open MPI's mpirun on the PATH and a train_cpu built with MPI; else why not in why */
@@ -300,7 +163,7 @@ static int find_mpirun(char *why, size_t len) {
 }
 
 int main(void) {
-    if (!mkdtemp(tmp_dir)) die("test_data_parallel: cannot create a temporary directory: %s", strerror(errno));
+    runs_init("test_data_parallel");
     if (access(TRAIN, X_OK) != 0) die("test_data_parallel: %s is missing (make train_cpu; run from the repository root)", TRAIN);
     setenv("OMP_NUM_THREADS", "1", 1); /* two ranks on a small machine: no oversubscribed thread teams */
     /* containers often forbid the cross-memory attach (ptrace) that Open MPI's shared-memory transport
@@ -317,9 +180,9 @@ int main(void) {
     Rng r;
     rng_init(&r, 7);
     for (int i = 0; i < N_TOKENS; i++) tokens[i] = (uint16_t)rng_below(&r, VOCAB);
-    if (shard_write(tmp_path("tokens_000.bin"), tokens, N_TOKENS) != 0) die("test_data_parallel: cannot write a shard");
+    if (shard_write(runs_path("tokens_000.bin"), tokens, N_TOKENS) != 0) die("test_data_parallel: cannot write a shard");
     char pattern[600];
-    snprintf(pattern, sizeof pattern, "%s", tmp_path("tokens_*.bin"));
+    snprintf(pattern, sizeof pattern, "%s", runs_path("tokens_*.bin"));
     const char *const shards[] = {
         "--train-data", pattern, "--vocab", "50", "--attn", "path-fox", "--seq-len", "16", "--width", "16",
         "--grad-accum", "2", "--steps", "4", "--warmup", "1", "--lr", "1e-2", "--clip", "0.5", "--eval-every", "0",
@@ -327,8 +190,6 @@ int main(void) {
     case_family("shards", shards);
     case_resume();
     case_errors();
-    char cmd[700];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp_dir);
-    if (system(cmd) != 0) warn("could not remove %s", tmp_dir);
+    runs_cleanup();
     return check_finish();
 }
