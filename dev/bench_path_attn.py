@@ -57,9 +57,9 @@ def ours_fns(op, B, T, H, d, gate, path=True):
     def fwd():
         return op.forward(q, k, v, w, beta, g, cu)
 
-    def fwdbwd():
-        o, lse, ql = op.forward(q, k, v, w, beta, g, cu)
-        return op.backward(q, k, v, w, beta, g, cu, o, lse, ql, do)
+    def fwdbwd():  # as a model trains: the forward keeps its factors for the backward
+        o, lse, ql = op.forward(q, k, v, w, beta, g, cu, keep=True)
+        return op.backward(q, k, v, w, beta, g, cu, o, lse, ql, do, kept=True)
     return fwd, fwdbwd
 
 
@@ -102,8 +102,8 @@ def accuracy(op, fla_attn, B, T, H, d, gate):
     cu = [i * T for i in range(B + 1)]
     fq, fk, fv, fw, fb, fg, fdo = map(flat, (q, k, v, w, beta, g, do))
     ref = reference(fq, fk, fv, fw, fb, fg, cu, fdo)
-    o, lse, ql = op.forward(fq, fk, fv, fw, fb, fg, cu)
-    ours = (o,) + op.backward(fq, fk, fv, fw, fb, fg, cu, o, lse, ql, fdo)
+    o, lse, ql = op.forward(fq, fk, fv, fw, fb, fg, cu, keep=True)
+    ours = (o,) + op.backward(fq, fk, fv, fw, fb, fg, cu, o, lse, ql, fdo, kept=True)
     names = ['o', 'dq', 'dk', 'dv', 'dw', 'dbeta', 'dg']
     rows = {n: [rel_rms(x, r)] for n, x, r in zip(names, ours, ref) if r is not None}
     if fla_attn is not None:

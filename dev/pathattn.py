@@ -3,8 +3,8 @@ its float64 CPU oracle (model/attn_ref.h), for benchmarks and comparisons with P
 the same tensors in one process. Build the library first: `make lib` (build/libpathgpt_cuda.so).
 
     op = PathAttn()                                   # binds to torch's current CUDA stream
-    o, lse, qleft = op.forward(q, k, v, w, beta, g, cu_seqlens)
-    dq, dk, dv, dw, dbeta, dg = op.backward(q, k, v, w, beta, g, cu_seqlens, o, lse, qleft, do)
+    o, lse, qleft = op.forward(q, k, v, w, beta, g, cu_seqlens[, keep=True])
+    dq, dk, dv, dw, dbeta, dg = op.backward(q, k, v, w, beta, g, cu_seqlens, o, lse, qleft, do[, kept=True])
     o64 = reference(q, k, v, w, beta, g, cu_seqlens, do)   # float64 oracle: o and all gradients
 
 Layout (varlen, FLA's): q (N, Hq, d) bf16; k, v (N, H, d) bf16; w (N, H, d) and beta (N, H) fp32
@@ -40,8 +40,9 @@ def _lib():
     lib.path_attn_create.argtypes = [ctypes.POINTER(GpuCtx)]
     lib.path_attn_create.restype = vp
     lib.path_attn_check.argtypes = [ctypes.POINTER(AttnDims), c, ctypes.c_size_t]
-    lib.path_attn_forward.argtypes = [vp, ctypes.POINTER(AttnDims)] + [vp] * 9
-    lib.path_attn_backward.argtypes = [vp, ctypes.POINTER(AttnDims)] + [vp] * 16
+    lib.path_attn_forward.argtypes = [vp, ctypes.POINTER(AttnDims)] + [vp] * 10
+    lib.path_attn_backward.argtypes = [vp, ctypes.POINTER(AttnDims)] + [vp] * 17
+    lib.path_factors_create.restype = vp
     lib.attn_ref_forward.argtypes = [ctypes.POINTER(AttnDims)] + [vp] * 8
     lib.attn_ref_backward.argtypes = [ctypes.POINTER(AttnDims)] + [vp] * 13
     return lib
@@ -70,23 +71,25 @@ class PathAttn:
             raise RuntimeError(why.value.decode())
         self.ctx.stream = torch.cuda.current_stream().cuda_stream
         self.handle = self.lib.path_attn_create(ctypes.byref(self.ctx))
+        self.factors = self.lib.path_factors_create()  # what a forward with keep=True leaves for the backward
 
     def _check(self, dims):
         why = ctypes.create_string_buffer(256)
         if self.lib.path_attn_check(ctypes.byref(dims), why, 256):
             raise ValueError(why.value.decode())
 
-    def forward(self, q, k, v, w, beta, g, cu_seqlens):
+    def forward(self, q, k, v, w, beta, g, cu_seqlens, keep=False):
+        """keep: leave F1-F3's factors for the next backward(..., kept=True) of these inputs (as a model trains)."""
         dims, _cu = _dims(q, k, cu_seqlens, w is not None)
         self._check(dims)
         o = torch.empty_like(q)
         lse = torch.empty(q.shape[:2], dtype=torch.float32, device=q.device)
         qleft = torch.empty(q.shape, dtype=torch.float16, device=q.device)
         self.lib.path_attn_forward(self.handle, ctypes.byref(dims), _ptr(q), _ptr(k), _ptr(v), _ptr(w), _ptr(beta),
-                                   _ptr(g), _ptr(o), _ptr(lse), _ptr(qleft))
+                                   _ptr(g), _ptr(o), _ptr(lse), _ptr(qleft), self.factors if keep else None)
         return o, lse, qleft
 
-    def backward(self, q, k, v, w, beta, g, cu_seqlens, o, lse, qleft, do):
+    def backward(self, q, k, v, w, beta, g, cu_seqlens, o, lse, qleft, do, kept=False):
         dims, _cu = _dims(q, k, cu_seqlens, w is not None)
         dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
         dw = None if w is None else torch.empty_like(w)
@@ -94,7 +97,7 @@ class PathAttn:
         dg = None if g is None else torch.empty_like(g)
         self.lib.path_attn_backward(self.handle, ctypes.byref(dims), _ptr(q), _ptr(k), _ptr(v), _ptr(w), _ptr(beta),
                                     _ptr(g), _ptr(o), _ptr(lse), _ptr(qleft), _ptr(do), _ptr(dq), _ptr(dk), _ptr(dv),
-                                    _ptr(dw), _ptr(dbeta), _ptr(dg))
+                                    _ptr(dw), _ptr(dbeta), _ptr(dg), self.factors if kept else None)
         return dq, dk, dv, dw, dbeta, dg
 
 

@@ -3,8 +3,9 @@
  *   without w (softmax, FoX): gate blocks, then path_attn_flash.cu's kernels (B0 and B6 around its
  *             backward); nothing below
  *   forward:  gate blocks, F1 block prep, F2 superblock prep, F3 coarse maps, F4 attention
- *   backward: the same prep (F1 keeps A, F2 keeps R), B0 D = rowsum(dO o O), zero the accumulators,
- *             B1 coarse, B2 fine, B3 dPi -> dPm, B4 superblocks, B5 blocks, B6 gate cumsum
+ *   backward: the same prep (F1 keeps A, F2 keeps R) unless the forward kept its factors (PathFactors),
+ *             B0 D = rowsum(dO o O), zero the accumulators, B1 coarse, B2 fine, B3 dPi -> dPm,
+ *             B4 superblocks, B5 blocks, B6 gate cumsum
  * Superblocks hold s = 4 blocks when no sequence is longer than 2048 tokens, else 8 (section 5).
  * Checked by tests/test_path_attn_gpu.cu. */
 #include <stdio.h>
@@ -148,17 +149,32 @@ struct ScratchItem {
     long bytes;
 };
 
-/* Points the items into the scratch arena, growing it if needed. */
-static void carve(PathAttn *pa, const std::vector<ScratchItem> &items) {
+static size_t items_bytes(const std::vector<ScratchItem> &items) {
     size_t total = 0;
     for (auto &it : items) total += (it.bytes + 255) / 256 * 256;
-    if (total > pa->arena_bytes) CUDA_CHECK(cudaStreamSynchronize(pa->ctx.stream)); /* in-flight work may use it */
-    grow((void **)&pa->arena, &pa->arena_bytes, total);
+    return total;
+}
+
+/* Points the items one after another into buf (256-byte aligned). */
+static void point_into(char *buf, const std::vector<ScratchItem> &items) {
     size_t off = 0;
     for (auto &it : items) {
-        *it.ptr = pa->arena + off;
+        *it.ptr = buf + off;
         off += (it.bytes + 255) / 256 * 256;
     }
+}
+
+/* point_into the device buffer *buf, grown first if needed (work in flight on the stream may still
+ * use the old one, so growing waits for it). */
+static void carve_into(cudaStream_t stream, char **buf, size_t *have, const std::vector<ScratchItem> &items) {
+    size_t total = items_bytes(items);
+    if (total > *have) CUDA_CHECK(cudaStreamSynchronize(stream));
+    grow((void **)buf, have, total);
+    point_into(*buf, items);
+}
+
+static void carve(PathAttn *pa, const std::vector<ScratchItem> &items) {
+    carve_into(pa->ctx.stream, &pa->arena, &pa->arena_bytes, items);
 }
 
 /* Without w (path_attn_flash.cu): the gate blocks, and for the backward D and dG. */
@@ -172,30 +188,53 @@ static void carve_flash_scratch(PathAttn *pa, PathParams &p, long n_tokens, bool
     carve(pa, items);
 }
 
-/* PaTH's factors, and for the backward its accumulators (dQleft .. dG contiguous, in this order). */
-static void carve_scratch(PathAttn *pa, PathParams &p, long n_tokens, bool backward) {
-    long nb = pa->n_blocks, nsb = pa->n_sblocks, npi = pa->n_pi, H = p.H, Hq = p.Hq, d = p.d, c = PATH_C;
-    std::vector<ScratchItem> items = {
+/* PaTH's factors: F1-F3's and the gate blocks; A and R (F1, F2 keep them) when a backward will read them. */
+static std::vector<ScratchItem> factor_items(const PathAttn *pa, PathParams &p, bool backward_factors) {
+    long nb = pa->n_blocks, nsb = pa->n_sblocks, npi = pa->n_pi, H = p.H, Hq = p.Hq, d = p.d, c = PATH_C, ab = backward_factors;
+    return {
         {(void **)&p.U, nb * H * c * d * 4},      {(void **)&p.U16, nb * H * c * d * 2},
         {(void **)&p.W16, nb * H * c * d * 2},    {(void **)&p.Khat16, nb * H * c * d * 2},
         {(void **)&p.Ktil16, nb * H * c * d * 2}, {(void **)&p.Bm, nb * H * c * c * 4},
-        {(void **)&p.Bm16, nb * H * c * c * 2},
-        {(void **)&p.Pm, nsb * H * d * d * 4},    {(void **)&p.Pi, npi * H * d * d * 4},
-        {(void **)&p.Gl, nb * Hq * c * 4},        {(void **)&p.Go, nb * Hq * 8},
+        {(void **)&p.Bm16, nb * H * c * c * 2},   {(void **)&p.Pm, nsb * H * d * d * 4},
+        {(void **)&p.Pi, npi * H * d * d * 4},    {(void **)&p.Gl, nb * Hq * c * 4},
+        {(void **)&p.Go, nb * Hq * 8},            {(void **)&p.A, ab * nb * H * c * c * 4},
+        {(void **)&p.R, ab * nb * H * d * d * 4},
     };
-    if (backward) {
-        std::vector<ScratchItem> more = {
-            {(void **)&p.A, nb * H * c * c * 4},      {(void **)&p.R, nb * H * d * d * 4},
-            {(void **)&p.D, n_tokens * Hq * 4},       {(void **)&p.dQleft, nb * Hq * c * d * 4},
-            {(void **)&p.dQhat, nb * Hq * c * d * 4}, {(void **)&p.dU, nb * H * c * d * 4},
-            {(void **)&p.dW, nb * H * c * d * 4},     {(void **)&p.dKhat, nb * H * c * d * 4},
-            {(void **)&p.dKtil, nb * H * c * d * 4},  {(void **)&p.dV, nb * H * c * d * 4},
-            {(void **)&p.dPi, npi * H * d * d * 4},   {(void **)&p.dPm, nsb * H * d * d * 4},
-            {(void **)&p.dG, nb * Hq * c * 4},        {(void **)&p.states, nb * Hq * (p.s - 1) * c * d * 2},
-        };
-        items.insert(items.end(), more.begin(), more.end());
-    }
-    carve(pa, items);
+}
+
+/* The backward's own scratch: D, then the accumulators dQleft .. dG contiguous in this order, the states. */
+static std::vector<ScratchItem> backward_items(const PathAttn *pa, PathParams &p, long n_tokens) {
+    long nb = pa->n_blocks, nsb = pa->n_sblocks, npi = pa->n_pi, H = p.H, Hq = p.Hq, d = p.d, c = PATH_C;
+    return {
+        {(void **)&p.D, n_tokens * Hq * 4},       {(void **)&p.dQleft, nb * Hq * c * d * 4},
+        {(void **)&p.dQhat, nb * Hq * c * d * 4}, {(void **)&p.dU, nb * H * c * d * 4},
+        {(void **)&p.dW, nb * H * c * d * 4},     {(void **)&p.dKhat, nb * H * c * d * 4},
+        {(void **)&p.dKtil, nb * H * c * d * 4},  {(void **)&p.dV, nb * H * c * d * 4},
+        {(void **)&p.dPi, npi * H * d * d * 4},   {(void **)&p.dPm, nsb * H * d * d * 4},
+        {(void **)&p.dG, nb * Hq * c * 4},        {(void **)&p.states, nb * Hq * (p.s - 1) * c * d * 2},
+    };
+}
+
+/* factors kept by a forward for its backward */
+struct PathFactors {
+    char *buf = nullptr;
+    size_t bytes = 0;
+    std::vector<int> cu; /* the geometry of the call whose factors buf holds; empty: none */
+    int Hq = 0, H = 0, d = 0;
+};
+
+PathFactors *path_factors_create(void) { return new PathFactors(); }
+
+void path_factors_free(PathFactors *f) {
+    if (!f) return;
+    cudaFree(f->buf);
+    delete f;
+}
+
+size_t path_factors_bytes(const PathFactors *f) { return f->bytes; }
+
+static bool factors_match(const PathFactors *f, const PathAttn *pa) {
+    return !f->cu.empty() && f->cu == pa->cu && f->Hq == pa->Hq && f->H == pa->H && f->d == pa->d;
 }
 
 static PathParams make_params(PathAttn *pa, const AttnDims *dims, const void *q, const void *k, const void *v,
@@ -237,7 +276,9 @@ static void run_prep(PathAttn *pa, const PathParams &p, int n_seqs) {
 }
 
 void path_attn_forward(PathAttn *pa, const AttnDims *dims, const void *q, const void *k, const void *v,
-                       const float *w, const float *beta, const float *g, void *o, float *lse, void *qleft) {
+                       const float *w, const float *beta, const float *g, void *o, float *lse, void *qleft,
+                       PathFactors *keep) {
+    if (keep) keep->cu.clear();
     if (dims->n_tokens == 0) return;
     PathParams p = make_params(pa, dims, q, k, v, w, beta, g);
     p.out = (bf16 *)o;
@@ -248,7 +289,16 @@ void path_attn_forward(PathAttn *pa, const AttnDims *dims, const void *q, const 
         path_flash_forward(&pa->ctx, p, pa->n_blocks);
         return;
     }
-    carve_scratch(pa, p, dims->n_tokens, false);
+    if (keep) {
+        carve_into(pa->ctx.stream, &keep->buf, &keep->bytes, factor_items(pa, p, true));
+        p.store_backward_factors = 1;
+        keep->cu = pa->cu;
+        keep->Hq = pa->Hq;
+        keep->H = pa->H;
+        keep->d = pa->d;
+    } else {
+        carve(pa, factor_items(pa, p, false));
+    }
     p.qleft = (__half *)qleft;
     run_prep(pa, p, dims->n_seqs);
     path_attn_fwd_launch(&pa->ctx, p, pa->n_blocks);
@@ -257,7 +307,7 @@ void path_attn_forward(PathAttn *pa, const AttnDims *dims, const void *q, const 
 void path_attn_backward(PathAttn *pa, const AttnDims *dims, const void *q, const void *k, const void *v,
                         const float *w, const float *beta, const float *g, const void *o, const float *lse,
                         const void *qleft, const void *dout, void *dq, void *dk, void *dv, float *dw,
-                        float *dbeta, float *dg) {
+                        float *dbeta, float *dg, const PathFactors *kept) {
     if (dims->n_tokens == 0) return;
     const GpuCtx *ctx = &pa->ctx;
     PathParams p = make_params(pa, dims, q, k, v, w, beta, g);
@@ -276,14 +326,25 @@ void path_attn_backward(PathAttn *pa, const AttnDims *dims, const void *q, const
         if (p.has_g) path_bwd_gate(ctx, p, dims->n_seqs);
         return;
     }
-    carve_scratch(pa, p, dims->n_tokens, true);
     p.store_backward_factors = 1;
     p.qleft = (__half *)qleft;
     p.dw = dw;
     p.dbeta = dbeta;
-    run_prep(pa, p, dims->n_seqs);
+    std::vector<ScratchItem> factors = factor_items(pa, p, true), work = backward_items(pa, p, dims->n_tokens);
+    if (kept) {
+        if (!factors_match(kept, pa)) {
+            fprintf(stderr, "error: path_attn_backward: the kept factors are not those of this call's forward\n");
+            exit(EXIT_FAILURE);
+        }
+        point_into(kept->buf, factors); /* the same geometry as the forward that sized it */
+        carve(pa, work);
+    } else {
+        factors.insert(factors.end(), work.begin(), work.end());
+        carve(pa, factors);
+        run_prep(pa, p, dims->n_seqs);
+    }
     path_bwd_prep(ctx, p, dims->n_tokens);
-    /* accumulators: dU .. dG are contiguous in the arena (carve_scratch's order) */
+    /* the accumulators dQleft .. dG are contiguous (backward_items' order) */
     char *first = (char *)p.dQleft, *last = (char *)p.dG + (size_t)pa->n_blocks * p.Hq * PATH_C * 4;
     CUDA_CHECK(cudaMemsetAsync(first, 0, last - first, ctx->stream));
     path_bwd_coarse(ctx, p, pa->n_blocks);

@@ -32,17 +32,29 @@ typedef struct PathAttn PathAttn;
 PathAttn *path_attn_create(const GpuCtx *ctx);
 void path_attn_free(PathAttn *pa);
 
+/* F1-F3's factors (doc/PATH_ALGORITHM.md section 3) kept by a forward for the backward of the same
+ * inputs, which then skips recomputing them. They cost, per kv head and token, 12d + 10c + 4d^2/c bytes
+ * (c = 64 the block; d = 64: 1.6 KB), plus 4 d^2 bytes per superblock and per pair of superblocks (the
+ * coarse maps) and the gate sums. One per layer in a model; the device buffer grows on demand. */
+typedef struct PathFactors PathFactors;
+PathFactors *path_factors_create(void);
+void path_factors_free(PathFactors *f);
+size_t path_factors_bytes(const PathFactors *f); /* device memory held */
+
 /* 0 if the GPU kernels support dims (attn_dims_check plus the head-dim limits); otherwise -1 and
  * a one-line reason in why. The calls below assume this passed. */
 int path_attn_check(const AttnDims *dims, char *why, size_t why_len);
 
+/* keep: NULL, or where to leave the factors for path_attn_backward (nothing is kept without w). */
 void path_attn_forward(PathAttn *pa, const AttnDims *dims, const void *q, const void *k, const void *v,
-                       const float *w, const float *beta, const float *g, void *o, float *lse, void *qleft);
+                       const float *w, const float *beta, const float *g, void *o, float *lse, void *qleft,
+                       PathFactors *keep);
 
+/* kept: NULL (recompute the factors), or what the forward of these same inputs kept. */
 void path_attn_backward(PathAttn *pa, const AttnDims *dims, const void *q, const void *k, const void *v,
                         const float *w, const float *beta, const float *g, const void *o, const float *lse,
                         const void *qleft, const void *dout, void *dq, void *dk, void *dv, float *dw,
-                        float *dbeta, float *dg);
+                        float *dbeta, float *dg, const PathFactors *kept);
 
 /* Device scratch currently held, bytes. */
 size_t path_attn_scratch_bytes(const PathAttn *pa);

@@ -23,11 +23,18 @@
  * Documents (doc_token) as the CPU model: doc_start and positions per row, packed sequences for the
  * attention, computed on the host from the batch.
  * Memory: one device allocation made by gpt_create for B x T (parameters, optimizer state, activations,
- * one layer's activation gradients, scratch); the attention's scratch and cuBLASLt's workspace are their
- * own (kernels/path_attn.h, kernels/matmul.h).
- * Decoding is a stopgap: each gpt_decode_step reruns the forward over every sequence's current document
- * (rows right-padded, which causality makes harmless) and returns the last position's logits, O(len^2)
- * per sequence; the key-cache decoder of doc/DESIGN.md section 1 is later work.
+ * one layer's activation gradients, scratch); the attention's scratch, each layer's kept PaTH factors (the
+ * forward leaves them for the backward: kernels/path_attn.h, PathFactors) and cuBLASLt's workspace are
+ * their own (kernels/path_attn.h, kernels/matmul.h).
+ * Decoding (doc/DESIGN.md section 1, "Decoding with a key cache"): a step takes one new token for each of
+ * n sequences through the forward's kernels and GEMMs as n rows (rope and wpe at each sequence's position
+ * in its document), and attention through kernels/path_decode.h over a cache per layer, sequence and head:
+ * keys in f32 (for PaTH already multiplied by every later Householder factor: updated in place as tokens
+ * arrive), values in bf16, gate sums in f32, and for PaTH the last conv_size rows of w_up (the conv's
+ * window). A doc_token puts its sequence back at position 0, which is all the kernels need to read nothing
+ * earlier. O(len) per token. The cache is a second device allocation, made by the first gpt_decode_begin for
+ * its n sequences of up to T tokens (about L n T C 6 bytes), made again by a later call for more, freed by
+ * gpt_free; decoding leaves the training state (activations, logits, gradients) alone.
  * Device 0 of the machine. Checked by tests/test_gpt_gpu.cu against model/gpt_cpu.c. */
 #include <limits.h>
 #include <math.h>
@@ -47,6 +54,7 @@
 #include "../kernels/matmul.h"
 #include "../kernels/norm.h"
 #include "../kernels/path_attn.h"
+#include "../kernels/path_decode.h"
 #include "../kernels/path_layer.h"
 #include "../kernels/rope.h"
 #include "adamw.h"
@@ -91,12 +99,25 @@ typedef struct { /* gradients of one layer's activations, reused layer by layer 
 enum { TAB_TOKENS, TAB_TARGETS, TAB_POS, TAB_DOC_START, TAB_TOK_KEYS, TAB_TOK_OFFSET, TAB_TOK_ROWS, TAB_POS_KEYS,
        TAB_POS_OFFSET, TAB_POS_ROWS, TAB_COUNT };
 
-typedef struct { /* generation (the stopgap of the top comment) */
-    int n;       /* sequences being decoded */
-    int *len;    /* (B) tokens of each sequence's current document */
-    int *doc;    /* (B,T) those tokens */
-    int *batch;  /* (B,T) the rows given to the forward */
-} DecodeState;
+typedef struct { /* generation with the key cache (top comment; "decoding" below); T = gpt_create's */
+    int n, seqs;         /* sequences being decoded; sequences S the cache holds (0: no cache yet) */
+    int *len;            /* (S) host: tokens of each sequence's current document so far */
+    int *h_steps;        /* (2 S) host staging of steps, pos */
+    void *memory;        /* the cache's one device allocation; everything below points into it */
+    int *steps, *pos;    /* (S) this step's tokens, and their positions in their documents (= len) */
+    int *zeros;          /* (S K) PaTH: the conv windows' doc_start (path_decode.h) */
+    void *encoded;       /* (S,C) bf16 */
+    LayerActs a;         /* one layer's activations for S rows, reused by every layer; w: S K rows, the
+                            conv over the windows (row K-1 of each is the new token's) */
+    void *lnf;           /* (S,C) bf16 */
+    float *lnf_mean, *lnf_rstd; /* (S) */
+    void *logits;        /* (S,Vp) bf16 */
+    float *k;            /* (L,S,NH,T,d) f32 cached keys */
+    void *v;             /* (L,S,NH,T,d) bf16 cached values */
+    float *G;            /* (L,S,NH,T) f32 gated: gate sums from the document start */
+    void *window;        /* (L,S,K,C) bf16 PaTH: each document's last K rows of w_up */
+    float *scratch;      /* path_decode_scratch_floats(S, NH, d, T) */
+} DecodeCache;
 
 struct Gpt {
     ModelConfig cfg;
@@ -106,6 +127,7 @@ struct Gpt {
     GpuCtx ctx;
     Matmul *mm;
     PathAttn *pa;
+    PathFactors **factors;                  /* (L) what each layer's attention forward keeps for its backward */
     void *memory;                           /* the one device allocation; everything below points into it */
     float *params, *grads, *m, *v;          /* (num_params) f32 each, table order */
     ParameterTensors p, gr;                 /* named views of params, grads */
@@ -133,7 +155,7 @@ struct Gpt {
     int n_tok_groups, n_pos_groups;
     float *h_losses;                        /* (N) */
     int *h_correct;                         /* (N) */
-    DecodeState dec;
+    DecodeCache dec;
 };
 
 /* ---------------------------------------------------------------------------------------------
@@ -162,31 +184,36 @@ static void slot_add(SlotList *s, void *ptr, size_t bytes) {
 
 static size_t align_up(size_t x) { return (x + ALIGN - 1) / ALIGN * ALIGN; }
 
-/* One cudaMalloc for every slot; slots of 0 bytes get NULL. Out of memory is the user's error. */
-static void slots_allocate(Gpt *g, SlotList *s) {
+/* One cudaMalloc for every slot, returned; slots of 0 bytes get NULL. Out of memory is the user's error:
+ * the message names what the memory is for and which setting to lower (hint). */
+static void *slots_allocate(SlotList *s, const char *what, const char *hint) {
     size_t total = 0;
     for (int i = 0; i < s->n; i++) total += align_up(s->slot[i].bytes);
-    cudaError_t err = cudaMalloc(&g->memory, total);
+    void *memory = NULL;
+    cudaError_t err = cudaMalloc(&memory, total);
     if (err == cudaErrorMemoryAllocation) {
         size_t free_b = 0, all_b = 0;
         cudaGetLastError(); /* clear it */
         CUDA_CHECK(cudaMemGetInfo(&free_b, &all_b));
-        die("out of GPU memory for batch %d x %d: lower --batch or --seq-len (the model needs %.2f GiB, the "
-            "GPU has %.2f GiB free of %.2f)", g->B, g->T, total / 1073741824.0, free_b / 1073741824.0,
-            all_b / 1073741824.0);
+        die("out of GPU memory for %s: %s (it needs %.2f GiB, the GPU has %.2f GiB free of %.2f)", what, hint,
+            total / 1073741824.0, free_b / 1073741824.0, all_b / 1073741824.0);
     }
     CUDA_CHECK(err);
-    char *p = g->memory;
+    char *p = memory;
     for (int i = 0; i < s->n; i++) {
         *s->slot[i].ptr = s->slot[i].bytes ? p : NULL;
         p += align_up(s->slot[i].bytes);
     }
     free(s->slot);
+    return memory;
 }
 
-static void layer_slots(SlotList *s, LayerActs *a, const ModelConfig *cfg, size_t N) {
+/* N rows of one layer; decoding: w has conv_size rows per sequence (the conv over its window) and nothing is
+ * kept for the attention's backward */
+static void layer_slots(SlotList *s, LayerActs *a, const ModelConfig *cfg, size_t N, int decoding) {
     size_t C = cfg->n_embd, NH = cfg->n_head, R = cfg->w_rank;
-    size_t path = attn_uses_path(cfg->attn), gated = attn_uses_gate(cfg->attn);
+    size_t path = attn_uses_path(cfg->attn), gated = attn_uses_gate(cfg->attn), kept = !decoding;
+    size_t w_rows = decoding ? N * cfg->conv_size : N;
     slot_add(s, &a->ln1, N * C * BF16);
     slot_add(s, &a->ln1_mean, N * 4);
     slot_add(s, &a->ln1_rstd, N * 4);
@@ -195,12 +222,12 @@ static void layer_slots(SlotList *s, LayerActs *a, const ModelConfig *cfg, size_
     slot_add(s, &a->v, N * C * BF16);
     slot_add(s, &a->w_low, path * N * R * BF16);
     slot_add(s, &a->w_up, path * N * C * BF16);
-    slot_add(s, &a->w, path * N * C * 4);
+    slot_add(s, &a->w, path * w_rows * C * 4);
     slot_add(s, &a->beta, path * N * NH * 4);
     slot_add(s, &a->gate, gated * N * NH * 4);
     slot_add(s, &a->atty, N * C * BF16);
-    slot_add(s, &a->lse, N * NH * 4);
-    slot_add(s, &a->qleft, N * C * 2);
+    slot_add(s, &a->lse, kept * N * NH * 4);
+    slot_add(s, &a->qleft, kept * N * C * 2);
     slot_add(s, &a->residual2, N * C * BF16);
     slot_add(s, &a->ln2, N * C * BF16);
     slot_add(s, &a->ln2_mean, N * 4);
@@ -265,7 +292,7 @@ static void allocate(Gpt *g) {
     slot_add(&s, &g->params_bf16, bf16_layout(g));
     slot_add(&s, &g->encoded, N * C * BF16);
     g->layers = callocCheck(L, sizeof(LayerActs));
-    for (size_t l = 0; l < L; l++) layer_slots(&s, &g->layers[l], cfg, N);
+    for (size_t l = 0; l < L; l++) layer_slots(&s, &g->layers[l], cfg, N, 0);
     slot_add(&s, &g->lnf, N * C * BF16);
     slot_add(&s, &g->lnf_mean, N * 4);
     slot_add(&s, &g->lnf_rstd, N * 4);
@@ -278,10 +305,56 @@ static void allocate(Gpt *g) {
     slot_add(&s, &g->norm_scratch, NORM_BLOCKS * sizeof(double));
     slot_add(&s, &g->rope, cfg->attn == ATTN_ROPE ? (size_t)g->T * d * 4 : 0); /* T rows of d/2 (cos, sin) */
     table_slots(&s, g, N);
-    slots_allocate(g, &s);
+    char what[64];
+    snprintf(what, sizeof what, "batch %d x %d", g->B, g->T);
+    g->memory = slots_allocate(&s, what, "lower --batch or --seq-len");
     for (int i = 1; i < TAB_COUNT; i++) g->tab_dev[i] = g->tab_dev[0] + (g->tab_host[i] - g->tab_host[0]);
     param_point(g->specs, g->params, &g->p);
     param_point(g->specs, g->grads, &g->gr);
+}
+
+static void decode_free(Gpt *g) {
+    DecodeCache *dc = &g->dec;
+    if (dc->memory) {
+        CUDA_CHECK(cudaStreamSynchronize(g->ctx.stream));
+        CUDA_CHECK(cudaFree(dc->memory));
+    }
+    free(dc->len);
+    free(dc->h_steps);
+    memset(dc, 0, sizeof *dc);
+}
+
+/* The decoding cache for S sequences of up to T tokens (top comment), in place of a smaller one. */
+static void decode_allocate(Gpt *g, int S) {
+    const ModelConfig *cfg = &g->cfg;
+    DecodeCache *dc = &g->dec;
+    size_t n = S, T = g->T, L = cfg->n_layer, C = cfg->n_embd, NH = cfg->n_head, K = cfg->conv_size;
+    size_t path = attn_uses_path(cfg->attn), gated = attn_uses_gate(cfg->attn);
+    decode_free(g);
+    SlotList s = {0};
+    slot_add(&s, &dc->steps, 2 * n * sizeof(int));
+    slot_add(&s, &dc->zeros, path * n * K * sizeof(int));
+    slot_add(&s, &dc->encoded, n * C * BF16);
+    layer_slots(&s, &dc->a, cfg, n, 1);
+    slot_add(&s, &dc->lnf, n * C * BF16);
+    slot_add(&s, &dc->lnf_mean, n * 4);
+    slot_add(&s, &dc->lnf_rstd, n * 4);
+    slot_add(&s, &dc->logits, n * cfg->padded_vocab_size * BF16);
+    slot_add(&s, &dc->k, L * n * T * C * 4);
+    slot_add(&s, &dc->v, L * n * T * C * BF16);
+    slot_add(&s, &dc->G, gated * L * n * NH * T * 4);
+    slot_add(&s, &dc->window, path * L * n * K * C * BF16);
+    slot_add(&s, &dc->scratch, path_decode_scratch_floats(S, (int)NH, (int)(C / NH), (int)T) * 4);
+    char what[96];
+    snprintf(what, sizeof what, "the decoding cache of %d sequences of up to %d tokens", S, g->T);
+    dc->memory = slots_allocate(&s, what,
+                                "decode fewer sequences at once, or lower --seq-len (the cache keeps T tokens of every "
+                                "sequence and layer) or --batch (the training memory stays allocated)");
+    dc->pos = dc->steps + n;
+    if (dc->zeros) CUDA_CHECK(cudaMemsetAsync(dc->zeros, 0, n * K * sizeof(int), g->ctx.stream));
+    dc->seqs = S;
+    dc->len = callocCheck(n, sizeof(int));
+    dc->h_steps = callocCheck(2 * n, sizeof(int));
 }
 
 static void upload(Gpt *g, void *dev, const void *host, size_t bytes) {
@@ -373,19 +446,22 @@ static void check_tokens(const char *who, const char *what, const int *tokens, i
 /* ---------------------------------------------------------------------------------------------
  * forward */
 
+static float attn_scale(const ModelConfig *cfg) { return (float)(1.0 / sqrt((double)(cfg->n_embd / cfg->n_head))); }
+
 static AttnDims attn_dims(const Gpt *g) {
     const ModelConfig *cfg = &g->cfg;
     int d = cfg->n_embd / cfg->n_head;
-    float scale = (float)(1.0 / sqrt((double)d));
+    float scale = attn_scale(cfg);
     AttnDims dims = {g->batch_B * g->batch_T, g->n_seqs, g->cu_seqlens, cfg->n_head, cfg->n_head, d,
                      scale, attn_gate_scale(cfg->attn, scale)};
     return dims;
 }
 
-/* ln1, q, k, v (rotated for rope), and PaTH's w, beta and the gate from the block input x */
-static void attn_inputs(Gpt *g, const LayerParams *lp, LayerActs *a, const void *x) {
+/* ln1, q, k, v (rotated at positions pos (N) for rope), and PaTH's w_up, beta and the gate from the block
+ * input x (N rows). w itself is the caller's: its conv reads earlier rows (the batch, or the decoding windows). */
+static void attn_inputs(Gpt *g, const LayerParams *lp, LayerActs *a, const void *x, int N, const int *pos) {
     const ModelConfig *cfg = &g->cfg;
-    int N = g->batch_B * g->batch_T, C = cfg->n_embd, NH = cfg->n_head, R = cfg->w_rank;
+    int C = cfg->n_embd, NH = cfg->n_head, R = cfg->w_rank;
     layernorm_forward(&g->ctx, a->ln1, a->ln1_mean, a->ln1_rstd, x, lp->ln1w, lp->ln1b, N, C);
     void *qkv[3] = {a->q, a->k, a->v};
     for (int j = 0; j < 3; j++)
@@ -393,12 +469,10 @@ static void attn_inputs(Gpt *g, const LayerParams *lp, LayerActs *a, const void 
                        bf16_of(g, lp->qkvb + (size_t)j * C), NULL, N, C, C);
     if (cfg->attn == ATTN_ROPE)
         for (int j = 0; j < 2; j++)
-            rope_apply(&g->ctx, qkv[j], g->tab_dev[TAB_POS], g->rope, N, NH, C / NH, 1);
+            rope_apply(&g->ctx, qkv[j], pos, g->rope, N, NH, C / NH, 1);
     if (a->w) {
         matmul_forward(g->mm, a->w_low, MATMUL_BF16, a->ln1, bf16_of(g, lp->wdown), NULL, NULL, N, C, R);
         matmul_forward(g->mm, a->w_up, MATMUL_BF16, a->w_low, bf16_of(g, lp->wup), NULL, NULL, N, R, C);
-        path_layer_w_forward(&g->ctx, a->w, a->w_up, lp->wconv, g->tab_dev[TAB_DOC_START], N, g->batch_T, C, NH,
-                             cfg->conv_size);
         matmul_forward(g->mm, a->beta, MATMUL_F32, a->ln1, bf16_of(g, lp->betaw), NULL, NULL, N, C, NH);
         path_layer_act_forward(&g->ctx, PATH_ACT_BETA, a->beta, lp->betab, N, NH);
     }
@@ -408,20 +482,32 @@ static void attn_inputs(Gpt *g, const LayerParams *lp, LayerActs *a, const void 
     }
 }
 
-static void layer_forward(Gpt *g, int l, const void *x) {
-    int N = g->batch_B * g->batch_T, C = g->cfg.n_embd;
-    LayerParams lp = layer_params(&g->p, &g->cfg, l);
-    LayerActs *a = &g->layers[l];
-    attn_inputs(g, &lp, a, x);
-    AttnDims dims = attn_dims(g);
-    path_attn_forward(g->pa, &dims, a->q, a->k, a->v, a->w, a->beta, a->gate, a->atty, a->lse, a->qleft);
-    matmul_forward(g->mm, a->residual2, MATMUL_BF16, a->atty, bf16_of(g, lp.attprojw), bf16_of(g, lp.attprojb), x,
+/* residual2 = x + atty attproj;  residual3 = residual2 + mlp(ln2(residual2)): the layer after its attention,
+ * N rows. x is read before residual3 is written, so x may be residual3 itself (decoding). */
+static void block_finish(Gpt *g, const LayerParams *lp, LayerActs *a, const void *x, int N) {
+    int C = g->cfg.n_embd;
+    matmul_forward(g->mm, a->residual2, MATMUL_BF16, a->atty, bf16_of(g, lp->attprojw), bf16_of(g, lp->attprojb), x,
                    N, C, C);
-    layernorm_forward(&g->ctx, a->ln2, a->ln2_mean, a->ln2_rstd, a->residual2, lp.ln2w, lp.ln2b, N, C);
-    matmul_forward(g->mm, a->fch, MATMUL_BF16, a->ln2, bf16_of(g, lp.fcw), bf16_of(g, lp.fcb), NULL, N, C, 4 * C);
+    layernorm_forward(&g->ctx, a->ln2, a->ln2_mean, a->ln2_rstd, a->residual2, lp->ln2w, lp->ln2b, N, C);
+    matmul_forward(g->mm, a->fch, MATMUL_BF16, a->ln2, bf16_of(g, lp->fcw), bf16_of(g, lp->fcb), NULL, N, C, 4 * C);
     gelu_forward(&g->ctx, a->fch_gelu, a->fch, (size_t)N * 4 * C);
-    matmul_forward(g->mm, a->residual3, MATMUL_BF16, a->fch_gelu, bf16_of(g, lp.fcprojw), bf16_of(g, lp.fcprojb),
+    matmul_forward(g->mm, a->residual3, MATMUL_BF16, a->fch_gelu, bf16_of(g, lp->fcprojw), bf16_of(g, lp->fcprojb),
                    a->residual2, N, 4 * C, C);
+}
+
+static void layer_forward(Gpt *g, int l, const void *x) {
+    const ModelConfig *cfg = &g->cfg;
+    int N = g->batch_B * g->batch_T;
+    LayerParams lp = layer_params(&g->p, cfg, l);
+    LayerActs *a = &g->layers[l];
+    attn_inputs(g, &lp, a, x, N, g->tab_dev[TAB_POS]);
+    if (a->w)
+        path_layer_w_forward(&g->ctx, a->w, a->w_up, lp.wconv, g->tab_dev[TAB_DOC_START], N, g->batch_T, cfg->n_embd,
+                             cfg->n_head, cfg->conv_size);
+    AttnDims dims = attn_dims(g);
+    path_attn_forward(g->pa, &dims, a->q, a->k, a->v, a->w, a->beta, a->gate, a->atty, a->lse, a->qleft,
+                      g->factors[l]);
+    block_finish(g, &lp, a, x, N);
 }
 
 /* the block input of layer l */
@@ -500,7 +586,8 @@ static void layer_backward(Gpt *g, int l, const void *x) {
     matmul_backward_bias(g->mm, gp.attprojb, d->dresidual, N, C, scratch);
     AttnDims dims = attn_dims(g);
     path_attn_backward(g->pa, &dims, a->q, a->k, a->v, a->w, a->beta, a->gate, a->atty, a->lse, a->qleft, d->datty,
-                       d->dq, d->dk, d->dv, a->w ? d->dw : NULL, a->beta ? d->dbeta : NULL, a->gate ? d->dgate : NULL);
+                       d->dq, d->dk, d->dv, a->w ? d->dw : NULL, a->beta ? d->dbeta : NULL, a->gate ? d->dgate : NULL,
+                       g->factors[l]);
     attn_inputs_backward(g, &lp, &gp, a);
     layernorm_backward(&g->ctx, d->dresidual, 1, gp.ln1w, gp.ln1b, d->dln, x, lp.ln1w, a->ln1_mean, a->ln1_rstd, N,
                        C, scratch);
@@ -519,6 +606,7 @@ Gpt *gpt_create(const ModelConfig *cfg, int B, int T, uint64_t seed) {
     AttnDims probe = {1, 1, (const int[]){0, 1}, cfg->n_head, cfg->n_head, d, 1.0f, 0.0f};
     if (path_attn_check(&probe, why, sizeof why) != 0)
         die("gpt_create: the GPU model cannot run n_embd %d with %d heads: %s", cfg->n_embd, cfg->n_head, why);
+    if (layernorm_check(cfg->n_embd, why, sizeof why) != 0) die("gpt_create: the GPU model cannot run %s", why);
     Gpt *g = callocCheck(1, sizeof(Gpt));
     g->cfg = *cfg;
     g->B = B;
@@ -530,6 +618,8 @@ Gpt *gpt_create(const ModelConfig *cfg, int B, int T, uint64_t seed) {
         die("%s: this is the GPU trainer; without a GPU use the CPU one: make train_cpu && ./train_cpu", why);
     g->mm = matmul_create(&g->ctx);
     g->pa = path_attn_create(&g->ctx);
+    g->factors = callocCheck(cfg->n_layer, sizeof(PathFactors *));
+    for (int l = 0; l < cfg->n_layer; l++) g->factors[l] = path_factors_create();
     allocate(g);
     size_t N = (size_t)B * T, Vp = cfg->padded_vocab_size;
     g->cu_seqlens = mallocCheck(sizeof(int) * (N + 1));
@@ -555,7 +645,10 @@ Gpt *gpt_create(const ModelConfig *cfg, int B, int T, uint64_t seed) {
 void gpt_free(Gpt *g) {
     if (!g) return;
     CUDA_CHECK(cudaStreamSynchronize(g->ctx.stream));
+    decode_free(g);
     path_attn_free(g->pa);
+    for (int l = 0; l < g->cfg.n_layer; l++) path_factors_free(g->factors[l]);
+    free(g->factors);
     matmul_free(g->mm);
     CUDA_CHECK(cudaFree(g->memory));
     gpu_ctx_free(&g->ctx);
@@ -565,9 +658,6 @@ void gpt_free(Gpt *g) {
     free(g->counts);
     free(g->h_losses);
     free(g->h_correct);
-    free(g->dec.len);
-    free(g->dec.doc);
-    free(g->dec.batch);
     free(g);
 }
 
@@ -593,8 +683,9 @@ void gpt_copy_in(Gpt *g, int which, const float *host) {
     if (which == 0) refresh_bf16(g);
 }
 
-/* checks, the batch tables, the forward; no loss */
-static void forward_tokens(Gpt *g, const char *who, const int *inputs, const int *targets, int B, int T) {
+/* gpt_forward's checks, the batch tables, the forward; no loss */
+static void forward_tokens(Gpt *g, const int *inputs, const int *targets, int B, int T) {
+    const char *who = "gpt_forward";
     int V = g->cfg.vocab_size;
     if (B < 1 || T < 1 || B > g->B || T > g->T)
         die("%s: batch %d x %d does not fit the %d x %d given to gpt_create", who, B, T, g->B, g->T);
@@ -610,7 +701,7 @@ static void forward_tokens(Gpt *g, const char *who, const int *inputs, const int
 }
 
 GptLoss gpt_forward(Gpt *g, const int *inputs, const int *targets, int B, int T) {
-    forward_tokens(g, "gpt_forward", inputs, targets, B, T);
+    forward_tokens(g, inputs, targets, B, T);
     GptLoss r = {0.0f, 0, 0};
     if (!targets) return r;
     const ModelConfig *cfg = &g->cfg;
@@ -680,53 +771,71 @@ void gpt_update(Gpt *g, const AdamWConfig *opt, float lr, float grad_mult, int t
     }
 }
 
-/* rows [first, first + count) of the last forward's logits (bf16 on the device) as f32 */
-static void logits_rows(Gpt *g, size_t first, size_t count, float *out) {
-    size_t Vp = g->cfg.padded_vocab_size, n = count * Vp;
+/* n bf16 values at src (device) as f32 in out (host) */
+static void download_bf16(Gpt *g, float *out, const void *src, size_t n) {
     uint16_t *raw = mallocCheck(sizeof(uint16_t) * n);
-    download(g, raw, (const char *)g->logits + first * Vp * BF16, n * BF16);
+    download(g, raw, src, n * BF16);
     for (size_t i = 0; i < n; i++) out[i] = bf16_to_float(raw[i]);
     free(raw);
 }
 
 void gpt_gpu_logits(Gpt *g, float *host) {
     if (!g->logits_valid) die("gpt_gpu_logits: no logits (none since gpt_backward turned them into their gradient)");
-    logits_rows(g, 0, (size_t)g->batch_B * g->batch_T, host);
+    download_bf16(g, host, g->logits, (size_t)g->batch_B * g->batch_T * g->cfg.padded_vocab_size);
 }
 
 /* ---------------------------------------------------------------------------------------------
- * decoding: the stopgap of the top comment */
+ * decoding with the key cache (top comment; the kernels' math in kernels/path_decode.h) */
 
 void gpt_decode_begin(Gpt *g, int n) {
     if (n < 1 || n > g->B) die("gpt_decode_begin: %d sequences; the model was created for 1 to %d", n, g->B);
-    DecodeState *dc = &g->dec;
-    if (!dc->len) {
-        dc->len = mallocCheck(sizeof(int) * g->B);
-        dc->doc = mallocCheck(sizeof(int) * g->B * g->T);
-        dc->batch = mallocCheck(sizeof(int) * g->B * g->T);
-    }
-    dc->n = n;
-    memset(dc->len, 0, sizeof(int) * g->B);
+    if (n > g->dec.seqs) decode_allocate(g, n);
+    g->dec.n = n;
+    memset(g->dec.len, 0, sizeof(int) * n); /* position 0: the kernels read nothing cached before it */
 }
 
 void gpt_decode_step(Gpt *g, const int *tokens, float *logits) {
     const ModelConfig *cfg = &g->cfg;
-    DecodeState *dc = &g->dec;
-    int n = dc->n, T = g->T, Vp = cfg->padded_vocab_size, width = 0;
+    DecodeCache *dc = &g->dec;
+    LayerActs *a = &dc->a;
+    int n = dc->n, S = dc->seqs, T = g->T, C = cfg->n_embd, NH = cfg->n_head, K = cfg->conv_size;
+    int Vp = cfg->padded_vocab_size, max_len = 0;
     if (n == 0) die("gpt_decode_step: call gpt_decode_begin first");
     check_tokens("gpt_decode_step", "token", tokens, n, 1, cfg->vocab_size);
     for (int b = 0; b < n; b++) {
-        if (cfg->doc_token >= 0 && tokens[b] == cfg->doc_token) dc->len[b] = 0;
+        if (cfg->doc_token >= 0 && tokens[b] == cfg->doc_token) dc->len[b] = 0; /* starts a document */
         if (dc->len[b] >= T)
             die("gpt_decode_step: sequence %d would grow past %d tokens, the T given to gpt_create", b, T);
-        dc->doc[(size_t)b * T + dc->len[b]++] = tokens[b];
-        if (dc->len[b] > width) width = dc->len[b];
+        dc->h_steps[b] = tokens[b];
+        dc->h_steps[S + b] = dc->len[b];
+        if (dc->len[b] + 1 > max_len) max_len = dc->len[b] + 1;
     }
-    for (int b = 0; b < n; b++) /* row b: its document, then copies of its last token (never read back) */
-        for (int t = 0; t < width; t++)
-            dc->batch[(size_t)b * width + t] = dc->doc[(size_t)b * T + (t < dc->len[b] ? t : dc->len[b] - 1)];
-    forward_tokens(g, "gpt_decode_step", dc->batch, NULL, n, width);
-    for (int b = 0; b < n; b++) logits_rows(g, (size_t)b * width + dc->len[b] - 1, 1, logits + (size_t)b * Vp);
+    upload(g, dc->steps, dc->h_steps, sizeof(int) * 2 * S);
+    encoder_forward(&g->ctx, dc->encoded, dc->steps, dc->pos, g->p.wte, cfg->attn == ATTN_LEARNED ? g->p.wpe : NULL,
+                    n, C);
+    float scale = attn_scale(cfg);
+    PathDecodeDims dims = {n, NH, C / NH, T, max_len, scale, attn_gate_scale(cfg->attn, scale)};
+    size_t layer_keys = (size_t)S * T * C; /* cache elements of one layer: (S,NH,T,d) */
+    const void *x = dc->encoded;
+    for (int l = 0; l < cfg->n_layer; l++) {
+        LayerParams lp = layer_params(&g->p, cfg, l);
+        attn_inputs(g, &lp, a, x, n, dc->pos);
+        if (a->w) {
+            void *window = (char *)dc->window + (size_t)l * S * K * C * BF16;
+            path_decode_window(&g->ctx, window, a->w_up, dc->pos, n, C, K);
+            path_layer_w_forward(&g->ctx, a->w, window, lp.wconv, dc->zeros, n * K, K, C, NH, K);
+        }
+        path_decode_attend(&g->ctx, &dims, dc->pos, dc->k + l * layer_keys, (char *)dc->v + l * layer_keys * BF16,
+                           dc->G ? dc->G + (size_t)l * S * NH * T : NULL, a->q, a->k, a->v,
+                           a->w ? a->w + (size_t)(K - 1) * C : NULL, (size_t)K * C, a->beta, a->gate, dc->scratch,
+                           a->atty);
+        block_finish(g, &lp, a, x, n);
+        x = a->residual3;
+    }
+    layernorm_forward(&g->ctx, dc->lnf, dc->lnf_mean, dc->lnf_rstd, x, g->p.lnfw, g->p.lnfb, n, C);
+    matmul_forward(g->mm, dc->logits, MATMUL_BF16, dc->lnf, bf16_of(g, g->p.wte), NULL, NULL, n, C, Vp);
+    download_bf16(g, logits, dc->logits, (size_t)n * Vp);
+    for (int b = 0; b < n; b++) dc->len[b]++;
 }
 
 int gpt_on_gpu(void) { return 1; }

@@ -11,10 +11,13 @@
  *      [0, k), [k, n) with grad_mult 0.5: each tensor's change, m, v
  *   5. training: STEPS AdamW steps on the batch from the same start: the losses, their decrease, each
  *      tensor's change, the moments
- *   6. greedy decoding through gpt_decode_*: its logits against the full forward's at the same positions,
- *      and every chosen token the argmax of the full forward (near-ties excepted)
+ *   6. greedy decoding through gpt_decode_* (the key cache): its logits against the full forward's at the
+ *      same positions, and every chosen token the argmax of the full forward (near-ties excepted); after
+ *      warm-up runs that leave stale state in the cache (and grow it), keeping the batch's doc_tokens so
+ *      documents start inside the generated text and the rows' documents differ in length
  * and, GPU only, a realistic shape (width 768, 12 heads, T 1024, GPT-2's vocabulary, documents): the loss
- * at param_init near ln V, finite gradients, the loss falling over a few steps, and the step time.
+ * at param_init near ln V, finite gradients, the loss falling over a few steps, and the step time; then
+ * decoding the rows' first 256 tokens against the forward, and its time per step.
  * Parameters are drawn as dev/gpt_ref.py draws them (large enough that attention and every branch
  * matter). A failing tensor gets a detail line: both RMS, the ratio <gpu,cpu>/<cpu,cpu> (a wrong factor
  * shows as a ratio away from 1), and the worst element with its index in the tensor's shape.
@@ -65,8 +68,11 @@
                                 so elements whose gradient is near 0 move by ~lr with a sign set by rounding
                                 (bias gradients, sums over tokens that mostly cancel, show it most) */
 #define STEPS_MOMENT_BAR 0.1 /* rel_rms of m, v after the steps: gradient-level error, accumulated */
-#define DECODE_BAR 2e-2      /* rel_rms of decoding's logits against the full forward's: the same arithmetic on
-                                other batch shapes, where cuBLASLt may pick other algorithms (bf16 outputs) */
+#define DECODE_BAR 2e-2      /* rel_rms of decoding's logits against the full forward's: the same GEMMs on other
+                                batch shapes, where cuBLASLt may pick other algorithms (bf16 outputs), and the
+                                key cache's f32 attention against the forward's 16-bit tiles (about the forward's
+                                own error against the CPU, ~5e-3); a Householder factor in the wrong place, a
+                                missing gate or a stale conv tap changes the attention output by O(1) */
 #define TIE_GAP 0.1          /* a greedy choice may differ from the forward's argmax only if their logits are
                                 this close (a few bf16 ulps of a logit ~3: 1.6e-2 each) */
 #define SCALE_LOSS_BAR 0.5   /* |loss - ln V| at param_init (std 0.02): near-uniform logits, ln V + var/2 ~ +0.15 */
@@ -369,24 +375,39 @@ static void check_training(const Twin *w) {
     free(zeros);
 }
 
-/* 6 */
+/* token i of the batch is a doc_token that decoding keeps instead of its greedy choice */
+static int forced_doc(const Twin *w, int i) { return w->c->docs && w->inputs[i] == DOC_TOKEN; }
+
+/* 6: first runs of random tokens that leave stale state in the cache (one sequence, then all B: the cache
+ * grows; then one of the B) and that gpt_decode_begin must forget; then greedy decoding, keeping the batch's
+ * doc_tokens, so documents start inside the generated text at other positions in each row and the sequences
+ * of one step have documents of different lengths */
 static void check_decoding(const Twin *w) {
     int B = w->c->B, T = w->c->T, Vp = w->Vp;
     size_t NV = (size_t)B * T * Vp;
     int *tokens = (int *)mallocCheck(sizeof(int) * B * T), *step = (int *)mallocCheck(sizeof(int) * B);
-    float *dec = fbuf(NV), *fwd = fbuf(NV);
+    float *dec = fbuf(NV), *fwd = fbuf(NV), *out = fbuf((size_t)B * Vp);
     set_state(w, 0, w->start);
+    Rng r;
+    rng_init(&r, 5);
+    const int warmup[3][2] = {{1, 3}, {B, 5}, {1, 4}}; /* (sequences, steps) */
+    for (int i = 0; i < 3; i++) {
+        gpt_decode_begin(w->gpu, warmup[i][0]);
+        for (int s = 0; s < warmup[i][1]; s++) {
+            for (int b = 0; b < warmup[i][0]; b++) step[b] = (int)rng_below(&r, VOCAB);
+            gpt_decode_step(w->gpu, step, out);
+        }
+    }
     memcpy(tokens, w->inputs, sizeof(int) * B * T);
     gpt_decode_begin(w->gpu, B);
     for (int t = 0; t < T; t++) {
         for (int b = 0; b < B; b++) step[b] = tokens[b * T + t];
-        float *out = fbuf((size_t)B * Vp);
         gpt_decode_step(w->gpu, step, out);
         for (int b = 0; b < B; b++) {
             memcpy(dec + ((size_t)b * T + t) * Vp, out + (size_t)b * Vp, sizeof(float) * Vp);
-            if (t + 1 < T && t + 1 >= PROMPT) tokens[b * T + t + 1] = argmax(out + (size_t)b * Vp, w->V);
+            if (t + 1 < T && t + 1 >= PROMPT && !forced_doc(w, b * T + t + 1))
+                tokens[b * T + t + 1] = argmax(out + (size_t)b * Vp, w->V);
         }
-        free(out);
     }
     gpt_forward(w->gpu, tokens, NULL, B, T);
     gpt_gpu_logits(w->gpu, fwd);
@@ -394,6 +415,7 @@ static void check_decoding(const Twin *w) {
     int mismatches = 0, first = -1;
     for (int b = 0; b < B; b++)
         for (int t = PROMPT - 1; t + 1 < T; t++) {
+            if (forced_doc(w, b * T + t + 1)) continue;
             const float *z = fwd + ((size_t)b * T + t) * Vp;
             int chosen = tokens[b * T + t + 1], best = argmax(z, w->V);
             if (chosen != best && z[best] - z[chosen] > TIE_GAP) {
@@ -409,6 +431,7 @@ static void check_decoding(const Twin *w) {
     free(step);
     free(dec);
     free(fwd);
+    free(out);
 }
 
 static void run_case(const Case *c, uint64_t seed) {
@@ -461,6 +484,41 @@ static double now_s(void) {
 /* GPU only, at a realistic shape (the CPU model would take minutes): what only large shapes exercise
  * (grid limits, 64-bit offsets, cuBLASLt's choices at real sizes, the attention's long sequences) */
 #define SCALE_NAME "scale path-fox C768 T1024"
+#define SCALE_DECODE_T 256 /* tokens decoded per row at the scale shape: several key chunks per head, a document
+                              start in row 1 (position 53), and the logits of both passes fit in ~0.4 GB of host
+                              memory */
+
+/* the first SCALE_DECODE_T tokens of each row of inputs (B, T) through the key cache, one step per position:
+ * the logits against the forward's on the same rows, and the time per step (logits copied to the host) */
+static void check_scale_decoding(Gpt *g, const int *inputs, int B, int T) {
+    enum { TD = SCALE_DECODE_T };
+    size_t Vp = gpt_config(g)->padded_vocab_size, NV = (size_t)B * TD * Vp;
+    int *rows = (int *)mallocCheck(sizeof(int) * B * TD), *step = (int *)mallocCheck(sizeof(int) * B);
+    float *dec = fbuf(NV), *fwd = fbuf(NV), *out = fbuf((size_t)B * Vp);
+    for (int b = 0; b < B; b++) memcpy(rows + (size_t)b * TD, inputs + (size_t)b * T, sizeof(int) * TD);
+    gpt_decode_begin(g, B);
+    double t0 = 0.0;
+    for (int t = 0; t < TD; t++) {
+        if (t == 1) t0 = now_s(); /* the first step allocates the cache and plans the GEMMs */
+        for (int b = 0; b < B; b++) step[b] = rows[(size_t)b * TD + t];
+        gpt_decode_step(g, step, out);
+        for (int b = 0; b < B; b++)
+            memcpy(dec + ((size_t)b * TD + t) * Vp, out + (size_t)b * Vp, sizeof(float) * Vp);
+    }
+    double ms = 1e3 * (now_s() - t0) / (TD - 1);
+    gpt_forward(g, rows, NULL, B, TD);
+    gpt_gpu_logits(g, fwd);
+    char label_s[160];
+    snprintf(label_s, sizeof label_s, "%s decode %d logits vs forward", SCALE_NAME, TD);
+    check_value(label_s, "rel_rms", rel_rms_f(dec, fwd, NV), DECODE_BAR);
+    printf("    info: decoding %d sequences: %.2f ms per step (logits to the host included), %.0f tokens/s\n", B, ms,
+           B / (ms * 1e-3));
+    free(rows);
+    free(step);
+    free(dec);
+    free(fwd);
+    free(out);
+}
 
 static void check_scale(void) {
     const char *name = SCALE_NAME;
@@ -500,6 +558,7 @@ static void check_scale(void) {
     snprintf(detail_s, sizeof detail_s, "%.4f -> %.4f", loss[0], loss[STEPS_SCALE - 1]);
     check_true(label_s, loss[STEPS_SCALE - 1] < loss[0], detail_s);
     printf("    info: %.1f ms per step (forward, backward, norm, AdamW), %.0f tokens/s\n", ms, B * T / (ms * 1e-3));
+    check_scale_decoding(g, inputs, B, T);
     gpt_free(g);
     free(inputs);
     free(targets);
