@@ -201,7 +201,7 @@ __global__ void __launch_bounds__(PATH_THREADS, 3) flash_dq_kernel(PathParams p)
  * backward, key side: dk, dv and sum_i dZ_ij, per kv head over its group of query heads */
 
 template <int D>
-__global__ void __launch_bounds__(PATH_THREADS, 2) flash_dkdv_kernel(PathParams p) {
+__global__ void __launch_bounds__(PATH_THREADS, D == 128 ? 2 : 3) flash_dkdv_kernel(PathParams p) {
     constexpr int NTD = D / 8, KSD = D / 16, LD = D + 8;
     extern __shared__ __align__(16) char smem_raw[];
     FlashSmem<D> &sm = *reinterpret_cast<FlashSmem<D> *>(smem_raw);
