@@ -47,6 +47,17 @@ __device__ __forceinline__ float gate_offset(const PathParams &p, long gbI, long
     return p.has_g ? (float)(p.Go[gbI * p.Hq + hq] - p.Go[gbJ * p.Hq + hq]) : 0.f;
 }
 
+/* key block J of kv head h into buffer buf (K in X, V in Y, async), the gate sums of query head hq at its keys */
+template <int D>
+__device__ __forceinline__ void load_key_block(FlashSmem<D> &sm, int buf, const PathParams &p, const SeqGeo &sq, int J, int h,
+                                               int hq) {
+    int tJ = sq.bos + J * PATH_C;
+    load_tile_async<PATH_C, D>(sm.X[buf], rows_at<D>(p.k, tJ, p.H, h), (long)p.H * D, sq.eos - tJ);
+    load_tile_async<PATH_C, D>(sm.Y[buf], rows_at<D>(p.v, tJ, p.H, h), (long)p.H * D, sq.eos - tJ);
+    cp_async_commit();
+    load_gate_vec(sm.gl[buf], p, sq.block_base + J, hq);
+}
+
 /* A warp's 16 rows of an accumulator (16 x D) as bf16 into token-layout rows (valid rows only) */
 template <int D>
 __device__ __forceinline__ void store_rows_bf16(bf16 *dst, int t0, int nv, int n_heads, int head, const float acc[D / 8][4],
@@ -77,13 +88,7 @@ __global__ void __launch_bounds__(PATH_THREADS, 2) flash_fwd_kernel(PathParams p
     int t0 = sq.bos + I * PATH_C, nv = sq.eos - t0;
     long gbI = sq.block_base + I;
     int warp = threadIdx.x / 32, row0 = 16 * warp + threadIdx.x % 32 / 4;
-    auto load_kv = [&](int J, int buf) {
-        int tJ = sq.bos + J * PATH_C;
-        load_tile_async<PATH_C, D>(sm.X[buf], rows_at<D>(p.k, tJ, p.H, h), (long)p.H * D, sq.eos - tJ);
-        load_tile_async<PATH_C, D>(sm.Y[buf], rows_at<D>(p.v, tJ, p.H, h), (long)p.H * D, sq.eos - tJ);
-        cp_async_commit();
-        load_gate_vec(sm.gl[buf], p, sq.block_base + J, hq);
-    };
+    auto load_kv = [&](int J, int buf) { load_key_block<D>(sm, buf, p, sq, J, h, hq); };
     load_tile_async<PATH_C, D>(sm.A, rows_at<D>(p.q, t0, p.Hq, hq), (long)p.Hq * D, nv);
     load_kv(I, 0);
     load_gate_vec(sm.own_gl, p, gbI, hq);
@@ -144,13 +149,7 @@ __global__ void __launch_bounds__(PATH_THREADS, 3) flash_dq_kernel(PathParams p)
     int t0 = sq.bos + I * PATH_C, nv = sq.eos - t0;
     long gbI = sq.block_base + I;
     int warp = threadIdx.x / 32, row0 = 16 * warp + threadIdx.x % 32 / 4;
-    auto load_kv = [&](int J, int buf) {
-        int tJ = sq.bos + J * PATH_C;
-        load_tile_async<PATH_C, D>(sm.X[buf], rows_at<D>(p.k, tJ, p.H, h), (long)p.H * D, sq.eos - tJ);
-        load_tile_async<PATH_C, D>(sm.Y[buf], rows_at<D>(p.v, tJ, p.H, h), (long)p.H * D, sq.eos - tJ);
-        cp_async_commit();
-        load_gate_vec(sm.gl[buf], p, sq.block_base + J, hq);
-    };
+    auto load_kv = [&](int J, int buf) { load_key_block<D>(sm, buf, p, sq, J, h, hq); };
     load_tile_async<PATH_C, D>(sm.A, rows_at<D>(p.q, t0, p.Hq, hq), (long)p.Hq * D, nv);
     load_tile_async<PATH_C, D>(sm.B, rows_at<D>(p.dout, t0, p.Hq, hq), (long)p.Hq * D, nv);
     load_kv(I, 0);
