@@ -14,67 +14,7 @@
 #include "mma_frag.cuh"
 #include "path_attn_internal.cuh"
 
-static long bwd_coarse_smem_bytes(int d) {
-    return 3 * tile32_bytes(PATH_C, d) + 3 * tile16_bytes(PATH_C, d) + 2 * tile32_bytes(PATH_C, PATH_C) + 4 * PATH_C * 4;
-}
-
-static __global__ void bwd_coarse_kernel(PathParams p) {
-    extern __shared__ __align__(16) char smem[];
-    int2 item = p.keyblocks[blockIdx.x];
-    SeqGeo sq = p.seqs[item.x];
-    int d = p.d, h = blockIdx.y, grp = p.Hq / p.H, J = item.y, b = J / p.s;
-    if (b + 1 >= sq.M) return; /* the last superblock has no coarse pairs */
-    long gbJ = sq.block_base + J, tcdJ = (gbJ * p.H + h) * PATH_C * d;
-    const long kv_stride = (long)p.H * d, q_stride = (long)p.Hq * d;
-    const int lw = ld32(d), lc = ld32(PATH_C), lh = ld16(d);
-    SmemCarver sc{smem};
-    float *Kt = sc.take<float>(PATH_C * lw), *Ka = sc.take<float>(PATH_C * lw), *dKa = sc.take<float>(PATH_C * lw);
-    bf16 *Vt = sc.take<bf16>(PATH_C * lh), *dOt = sc.take<bf16>(PATH_C * lh);
-    __half *Ql = sc.take<__half>(PATH_C * lh);
-    float *S = sc.take<float>(PATH_C * lc), *dP = sc.take<float>(PATH_C * lc);
-    float *lse = sc.take<float>(PATH_C), *Dv = sc.take<float>(PATH_C), *glq = sc.take<float>(PATH_C);
-    float *glk = sc.take<float>(PATH_C);
-
-    load_tile(Kt, lw, p.Ktil16 + tcdJ, PATH_C, d);
-    load_rows(Vt, lh, p.v + (long)h * d, kv_stride, sq.bos + J * PATH_C, sq.eos, d);
-    for (int a = b + 1; a < sq.M; a++) {
-        const float *Pi = p.Pi + (pi_entry(sq.pi_base, b, a) * p.H + h) * d * d;
-        cta_gemm<PREC_F16_SPLITB, STORE_SET>(PATH_C, d, d, 1.f, mat(Kt, lw), mat(Pi, d, true), Ka, lw);
-        for (int i = threadIdx.x; i < PATH_C * lw; i += blockDim.x) dKa[i] = 0.f;
-        for (int hq = h * grp; hq < (h + 1) * grp; hq++) {
-            if (p.has_g)
-                for (int r = threadIdx.x; r < PATH_C; r += blockDim.x) glk[r] = p.Gl[(gbJ * p.Hq + hq) * PATH_C + r];
-            for (int I = a * p.s; I < min(a * p.s + p.s, sq.nblk); I++) {
-                long gbI = sq.block_base + I;
-                int t0 = sq.bos + I * PATH_C;
-                load_rows(Ql, lh, p.qleft + (long)hq * d, q_stride, t0, sq.eos, d);
-                load_rows(dOt, lh, p.dout + (long)hq * d, q_stride, t0, sq.eos, d);
-                load_vec(lse, p.lse, p.Hq, hq, t0, sq.eos);
-                load_vec(Dv, p.D, p.Hq, hq, t0, sq.eos);
-                if (p.has_g)
-                    for (int r = threadIdx.x; r < PATH_C; r += blockDim.x) glq[r] = p.Gl[(gbI * p.Hq + hq) * PATH_C + r];
-                float goff = p.has_g ? (float)(p.Go[gbI * p.Hq + hq] - p.Go[gbJ * p.Hq + hq]) : 0.f;
-                cta_gemm<PREC_F16, STORE_SET>(PATH_C, PATH_C, d, 1.f, mat(Ql, lh), mat(Ka, lw, true), S, lc);
-                cta_gemm<PREC_BF16, STORE_SET>(PATH_C, PATH_C, d, 1.f, mat(dOt, lh), mat(Vt, lh, true), dP, lc);
-                softmax_grad_tile(p, S, dP, lc, lse, Dv, glq, glk, goff, false, sq.eos - t0);
-                cta_gemm<PREC_BF16, STORE_ADD>(PATH_C, d, PATH_C, 1.f, mat(S, lc, true), mat(dOt, lh), p.dV + tcdJ, d);
-                cta_gemm<PREC_BF16, STORE_ADD>(PATH_C, d, PATH_C, p.scale, mat(dP, lc, true), mat(Ql, lh), dKa, lw);
-                cta_gemm<PREC_BF16, STORE_ATOMIC>(PATH_C, d, PATH_C, p.scale, mat(dP, lc), mat(Ka, lw),
-                                                  p.dQleft + (gbI * p.Hq + hq) * PATH_C * d, d);
-                if (p.has_g) {
-                    add_colsum(p.dG + (gbJ * p.Hq + hq) * PATH_C, dP, lc, p.gscale, true);
-                    add_rowsum(p.dG + (gbI * p.Hq + hq) * PATH_C, dP, lc, p.gscale, true);
-                }
-            }
-        }
-        cta_gemm<PREC_BF16X3, STORE_ADD>(PATH_C, d, d, 1.f, mat(dKa, lw), mat(Pi, d), p.dKtil + tcdJ, d);
-        cta_gemm<PREC_BF16X3, STORE_ATOMIC>(d, d, PATH_C, 1.f, mat(dKa, lw, true), mat(Kt, lw),
-                                            p.dPi + (pi_entry(sq.pi_base, b, a) * p.H + h) * d * d, d);
-    }
-}
-
-/* ---------------------------------------------------------------------------------------------
- * d <= 64: FlashAttention-2's backward layout. Each warp owns 16 keys of block J and keeps in
+/* FlashAttention-2's backward layout. Each warp owns 16 keys of block J and keeps in
  * registers their dV, their dKa (per a) and the key-major score tiles S^T, dP^T of one query block;
  * dS^T goes through shared memory once for dQleft += dS Ka (split by query rows, fp32 atomics).
  * Per query tile: S^T = Ka Qleft^T (fp16), dP^T = V dO^T, dV += P^T.. dO, dKa += scale dZ^T Qleft
@@ -82,7 +22,7 @@ static __global__ void bwd_coarse_kernel(PathParams p) {
  * (Pi as fp16 hi + lo), dKtil += dKa Pi and dPi += dKa^T Ktil (Pi and Ktil as bf16 hi + lo). */
 
 template <int D>
-struct CoarseSmem { /* ~100 KB at d = 64: two CTAs per SM */
+struct CoarseSmem { /* ~100 KB at d = 64: two CTAs per SM; 219 KB at d = 128: one */
     static constexpr int LD = D + 8, LDC = PATH_C + 8;
     __half Kt[PATH_C * LD];                 /* Ktil_J, fp16 */
     bf16 V[PATH_C * LD];
@@ -106,7 +46,7 @@ __device__ __forceinline__ void load_pi_split(T *hi, T *lo, const float *Pi) {
 }
 
 template <int D>
-__global__ void __launch_bounds__(PATH_THREADS, 2) bwd_coarse_mma_kernel(PathParams p) {
+__global__ void __launch_bounds__(PATH_THREADS, D == 128 ? 1 : 2) bwd_coarse_mma_kernel(PathParams p) {
     constexpr int NTD = D / 8, KSD = D / 16, LD = D + 8, LDC = PATH_C + 8;
     extern __shared__ __align__(16) char smem_raw[];
     CoarseSmem<D> &sm = *reinterpret_cast<CoarseSmem<D> *>(smem_raw);
@@ -124,10 +64,7 @@ __global__ void __launch_bounds__(PATH_THREADS, 2) bwd_coarse_mma_kernel(PathPar
     cp_async_commit();
     cp_async_wait<0>();
     __syncthreads();
-    uint32_t va[KSD][4], kta[KSD][4];
-    load_a<KSD>(va, sm.V, LD, 16 * warp);
-    load_a<KSD>(kta, sm.Kt, LD, 16 * warp);
-    float dV[NTD][4];
+    float dV[NTD][4]; /* V's and Ktil's A fragments are read from shared memory at each use (registers) */
     zero_acc<NTD>(dV);
 
     for (int a = b + 1; a < sq.M; a++) {
@@ -138,6 +75,8 @@ __global__ void __launch_bounds__(PATH_THREADS, 2) bwd_coarse_mma_kernel(PathPar
         /* Ka = Ktil Pi^T, this warp's 16 keys */
         float Ka[NTD][4];
         zero_acc<NTD>(Ka);
+        uint32_t kta[KSD][4];
+        load_a<KSD>(kta, sm.Kt, LD, 16 * warp);
         mma_nk<KSD, NTD, false>(Ka, kta, sm.Pih, LD);
         mma_nk<KSD, NTD, false>(Ka, kta, sm.Pil, LD);
         uint32_t kaa[KSD][4];
@@ -193,6 +132,8 @@ __global__ void __launch_bounds__(PATH_THREADS, 2) bwd_coarse_mma_kernel(PathPar
             zero_acc<8>(ST);
             zero_acc<8>(dPT);
             mma_nk<KSD, 8, false>(ST, kaa, sm.Ql[k], LD);
+            uint32_t va[KSD][4];
+            load_a<KSD>(va, sm.V, LD, 16 * warp);
             mma_nk<KSD, 8, true>(dPT, va, sm.dO[k], LD);
             float dgk[2] = {0.f, 0.f};
 #pragma unroll
@@ -329,5 +270,5 @@ static void launch_coarse_mma(const GpuCtx *ctx, const PathParams &p, int n_bloc
 void path_bwd_coarse(const GpuCtx *ctx, const PathParams &p, int n_blocks) {
     if (p.d == 32) launch_coarse_mma<32>(ctx, p, n_blocks);
     else if (p.d == 64) launch_coarse_mma<64>(ctx, p, n_blocks);
-    else launch_smem(ctx, "bwd_coarse_kernel", bwd_coarse_kernel, dim3(n_blocks, p.H), bwd_coarse_smem_bytes(p.d), p);
+    else launch_coarse_mma<128>(ctx, p, n_blocks);
 }
