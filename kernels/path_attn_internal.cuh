@@ -129,15 +129,6 @@ __device__ __forceinline__ void store_tile16(__half *dst, const float *src, int 
     for (int i = threadIdx.x; i < rows * cols; i += blockDim.x) dst[i] = from_f32<__half>(src[(i / cols) * lds + i % cols]);
 }
 
-/* token-layout rows t0.. (valid rows only) <- src tile */
-template <typename TD>
-__device__ void store_rows(TD *dst, long stride, int t0, int eos, const float *src, int lds, int cols) {
-    for (int i = threadIdx.x; i < PATH_C * cols; i += blockDim.x) {
-        int r = i / cols, e = i % cols;
-        if (t0 + r < eos) dst[(long)(t0 + r) * stride + e] = from_f32<TD>(src[r * lds + e]);
-    }
-}
-
 /* a per-token vector (N, heads) column h, rows t0..t0+c-1, zero past eos */
 __device__ __forceinline__ void load_vec(float *dst, const float *src, int heads, int h, int t0, int eos) {
     for (int r = threadIdx.x; r < PATH_C; r += blockDim.x) dst[r] = (t0 + r < eos) ? src[(long)(t0 + r) * heads + h] : 0.f;
@@ -150,41 +141,6 @@ __device__ __forceinline__ float tile_logit(const PathParams &p, float s, const 
     float z = p.scale * s;
     if (p.has_g) z += p.gscale * (glq[r] - glk[j] + goff);
     return z;
-}
-
-/* FlashAttention-2 update of one tile: S (c x c, raw scores) becomes P = exp(z - m_new) in place,
- * m, l updated, alpha = exp(m_old - m_new) left in alpha[] for the caller to rescale O; causal
- * masks keys j > r (the diagonal tile). One thread per query row. */
-static __device__ void softmax_tile_update(const PathParams &p, float *S, int lds, float *m, float *l, float *alpha,
-                                    const float *glq, const float *glk, float goff, bool causal) {
-    __syncthreads();
-    int r = threadIdx.x;
-    if (r < PATH_C) {
-        float *row = S + r * lds;
-        float mx = m[r];
-        for (int j = 0; j < PATH_C; j++) {
-            float z = (causal && j > r) ? -INFINITY : tile_logit(p, row[j], glq, glk, goff, r, j);
-            row[j] = z;
-            mx = fmaxf(mx, z);
-        }
-        float sum = 0.f;
-        for (int j = 0; j < PATH_C; j++) {
-            float e = __expf(row[j] - mx);
-            row[j] = e;
-            sum += e;
-        }
-        float a = __expf(m[r] - mx); /* m = -inf at first: a = 0 */
-        alpha[r] = a;
-        l[r] = a * l[r] + sum;
-        m[r] = mx;
-    }
-    __syncthreads();
-}
-
-/* O (c x d) rows scaled by alpha */
-__device__ __forceinline__ void rescale_rows(float *O, int ldo, const float *alpha, int d) {
-    for (int i = threadIdx.x; i < PATH_C * d; i += blockDim.x) O[(i / d) * ldo + i % d] *= alpha[i / d];
-    __syncthreads();
 }
 
 /* Backward tile: S (raw scores) -> P = min(exp(z - lse), 1), 0 on rows past eos and masked keys;
