@@ -34,10 +34,24 @@ struct PathAttn {
     size_t arena_bytes = 0;
 };
 
+/* Out of memory here is the caller's batch being too large: say so, and what it asked for. */
 static void grow(void **ptr, size_t *have, size_t need) {
     if (need <= *have) return;
     if (*ptr) CUDA_CHECK(cudaFree(*ptr));
-    CUDA_CHECK(cudaMalloc(ptr, need));
+    *ptr = nullptr;
+    *have = 0;
+    cudaError_t err = cudaMalloc(ptr, need);
+    if (err == cudaErrorMemoryAllocation) {
+        size_t free_b = 0, all_b = 0;
+        cudaGetLastError(); /* clear it */
+        CUDA_CHECK(cudaMemGetInfo(&free_b, &all_b));
+        fprintf(stderr,
+                "error: out of GPU memory for the attention's scratch (%.2f GiB; %.2f GiB free of %.2f): lower the batch or "
+                "the sequence length (train: --batch, --seq-len)\n",
+                need / 1073741824.0, free_b / 1073741824.0, all_b / 1073741824.0);
+        exit(EXIT_FAILURE);
+    }
+    CUDA_CHECK(err);
     *have = need;
 }
 
