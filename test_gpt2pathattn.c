@@ -143,7 +143,7 @@ static int n_valid(const RefState *r) {
 /* A model holding the state's parameters (AdamW moments start at 0). */
 static Gpt *model_from(const RefState *r, const ModelConfig *cfg, int B, int T) {
     Gpt *g = gpt_create(cfg, B, T, 0);
-    gpt_copy_in(g, 0, r->params);
+    gpt_copy_in(g, GPT_PARAMS, r->params);
     return g;
 }
 
@@ -199,7 +199,7 @@ static void check_steps(Gpt *g, const RefState *r) {
     snprintf(name, sizeof name, "%s %d-step losses", r->name, r->n_steps);
     check_value(name, "max_abs", worst, STEPS_BAR);
     float *after = mallocCheck(sizeof(float) * g->num_params);
-    gpt_copy_out(g, 0, after);
+    gpt_copy_out(g, GPT_PARAMS, after);
     size_t offset = 0, C = r->cfg.n_embd;
     for (int i = 0; i < NUM_PARAM_TENSORS; i++) {
         size_t n = g->specs[i].n_elems;
@@ -225,18 +225,18 @@ static void check_shards(Gpt *g, const RefState *r) {
     float *grad = mallocCheck(sizeof(float) * n), *zeros = callocCheck(n, sizeof(float));
     float *whole = mallocCheck(sizeof(float) * n), *sharded = mallocCheck(sizeof(float) * n);
     for (int pass = 0; pass < 2; pass++) {
-        gpt_copy_in(g, 0, r->params);
-        gpt_copy_in(g, 1, zeros);
-        gpt_copy_in(g, 2, zeros);
+        gpt_copy_in(g, GPT_PARAMS, r->params);
+        gpt_copy_in(g, GPT_ADAM_M, zeros);
+        gpt_copy_in(g, GPT_ADAM_V, zeros);
         for (size_t i = 0; i < n; i++) grad[i] = pass == 0 ? 0.5f * r->grads[i] : r->grads[i];
-        gpt_copy_in(g, 3, grad);
+        gpt_copy_in(g, GPT_GRADS, grad);
         if (pass == 0) {
             gpt_update(g, &r->opt, r->lr, 1.0f, 1, 0, n);
-            gpt_copy_out(g, 0, whole);
+            gpt_copy_out(g, GPT_PARAMS, whole);
         } else {
             gpt_update(g, &r->opt, r->lr, 0.5f, 1, 0, k);
             gpt_update(g, &r->opt, r->lr, 0.5f, 1, k, n);
-            gpt_copy_out(g, 0, sharded);
+            gpt_copy_out(g, GPT_PARAMS, sharded);
         }
     }
     snprintf(name, sizeof name, "%s update in shards, grad_mult", r->name);
@@ -266,10 +266,10 @@ static double loss_double(Gpt *g, const RefState *r) {
  * (dividing by |g.u| itself blows up when u happens to be nearly orthogonal to g). */
 static void check_finite_differences(Gpt *g, const RefState *r) {
     char name[128];
-    gpt_copy_in(g, 0, r->params);
+    gpt_copy_in(g, GPT_PARAMS, r->params);
     gradient(g, r);
     float *grad = mallocCheck(sizeof(float) * g->num_params);
-    gpt_copy_out(g, 3, grad);
+    gpt_copy_out(g, GPT_GRADS, grad);
     Rng rng;
     rng_init(&rng, 7);
     size_t offset = 0;
@@ -305,7 +305,7 @@ static void check_finite_differences(Gpt *g, const RefState *r) {
 static void check_decoding(Gpt *g, const RefState *r) {
     char name[128];
     int B = r->B, T = r->T, Vp = r->cfg.padded_vocab_size;
-    gpt_copy_in(g, 0, r->params);
+    gpt_copy_in(g, GPT_PARAMS, r->params);
     gpt_forward(g, r->inputs, NULL, B, T);
     float *step = mallocCheck(sizeof(float) * B * Vp);
     int *tokens = mallocCheck(sizeof(int) * B);

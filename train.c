@@ -519,7 +519,7 @@ typedef struct {
     float norm;
 } StepResult;
 
-/* ZeRO-1: every rank's shard of state which (gpt_copy_out: 0 parameters, 1 m, 2 v) to every rank */
+/* ZeRO-1: every rank's shard of state which (GPT_PARAMS, GPT_ADAM_M or GPT_ADAM_V) to every rank */
 static void gather_shards(Run *r, int which) {
     gpt_copy_out(r->model, which, r->gathered);
     comm_allgather_host(r->comm, r->gathered, r->shard);
@@ -533,7 +533,7 @@ static void update(Run *r, float lr, float grad_mult, int t) {
         return;
     }
     gpt_update(r->model, &r->opt, lr, grad_mult, t, r->shard_begin, r->shard_end);
-    gather_shards(r, 0);
+    gather_shards(r, GPT_PARAMS);
 }
 
 /* One optimizer step (0-based step). */
@@ -769,7 +769,7 @@ static void share_checkpoint(Run *r, CheckpointHeader *saved) {
     size_t n = gpt_num_params(r->model);
     float *buf = mallocCheck(sizeof(float) * n);
     comm_broadcast_host(r->comm, saved, sizeof *saved);
-    for (int which = 0; which < 3; which++) {
+    for (int which = GPT_PARAMS; which <= GPT_ADAM_V; which++) {
         if (r->main_rank) gpt_copy_out(r->model, which, buf);
         comm_broadcast_host(r->comm, buf, sizeof(float) * n);
         if (!r->main_rank) gpt_copy_in(r->model, which, buf);
@@ -856,8 +856,8 @@ static int train_main(int argc, char **argv) {
         report_step(&r, done, &res, dt);
         int ckpt = s.ckpt_dir[0] && due(done, s.ckpt_every, last);
         if (ckpt && r.zero) { /* every rank's shard of the moments, for rank 0's file */
-            gather_shards(&r, 1);
-            gather_shards(&r, 2);
+            gather_shards(&r, GPT_ADAM_M);
+            gather_shards(&r, GPT_ADAM_V);
         }
         if (!r.main_rank) continue;
         if (due(done, s.eval_every, last) && !r.shards) evaluate_flipflop(&r, done);

@@ -172,7 +172,7 @@ static int write_file(const char *tmp, Gpt *g, const CheckpointHeader *h, char *
     uint64_t sum = fnv1a(FNV_OFFSET, slots, HEADER_BYTES);
     int ok = fwrite(slots, 1, HEADER_BYTES, fp) == HEADER_BYTES;
     float *buf = mallocCheck(sizeof(float) * n);
-    for (int which = 0; which < 3 && ok; which++) { /* parameters, m, v */
+    for (int which = GPT_PARAMS; which <= GPT_ADAM_V && ok; which++) {
         gpt_copy_out(g, which, buf);
         sum = fnv1a(sum, buf, sizeof(float) * n);
         ok = fwrite(buf, sizeof(float), n, fp) == n;
@@ -277,7 +277,7 @@ int checkpoint_load(const char *path, Gpt *g, const CheckpointHeader *run, Check
     if (!ok) snprintf(why, why_len, "cannot read the body of checkpoint '%s'", path);
     else if (sum != stored) snprintf(why, why_len, "checkpoint '%s' is corrupt: its checksum does not match its contents", path);
     else
-        for (int which = 0; which < 3; which++) gpt_copy_in(g, which, body + (size_t)which * n);
+        for (int which = GPT_PARAMS; which <= GPT_ADAM_V; which++) gpt_copy_in(g, which, body + (size_t)which * n);
     free(body);
     return why[0] ? -1 : 0;
 }

@@ -41,8 +41,11 @@ size_t gpt_num_params(const Gpt *g);
 /* 1 for the GPU model, 0 for the CPU reference (train.c shows MFU on the GPU by default). */
 int gpt_on_gpu(void);
 
-/* Parameters and AdamW moments as fp32 host arrays of gpt_num_params() elements, in table
- * order (checkpoints, tests). which: 0 params, 1 first moment m, 2 second moment v, 3 grads. */
+/* The model's fp32 state arrays, in this order (checkpoints hold the first three). */
+enum { GPT_PARAMS, GPT_ADAM_M, GPT_ADAM_V, GPT_GRADS };
+
+/* One state array (which: GPT_PARAMS .. GPT_GRADS) as an fp32 host array of gpt_num_params()
+ * elements, in table order (checkpoints, tests). */
 void gpt_copy_out(Gpt *g, int which, float *host);
 void gpt_copy_in(Gpt *g, int which, const float *host);
 

@@ -641,12 +641,12 @@ size_t gpt_num_params(const Gpt *g) { return g->num_params; }
 
 static float *state_buffer(Gpt *g, int which, const char *who) {
     switch (which) {
-    case 0: return g->params_memory;
-    case 1: return g->m_memory;
-    case 2: return g->v_memory;
-    case 3: return g->grads_memory;
+    case GPT_PARAMS: return g->params_memory;
+    case GPT_ADAM_M: return g->m_memory;
+    case GPT_ADAM_V: return g->v_memory;
+    case GPT_GRADS: return g->grads_memory;
     }
-    die("%s: which = %d; use 0 (parameters), 1 (AdamW m), 2 (AdamW v) or 3 (gradients)", who, which);
+    die("%s: which = %d; use GPT_PARAMS (0), GPT_ADAM_M (1), GPT_ADAM_V (2) or GPT_GRADS (3)", who, which);
 }
 
 void gpt_copy_out(Gpt *g, int which, float *host) {

@@ -628,9 +628,9 @@ Gpt *gpt_create(const ModelConfig *cfg, int B, int T, uint64_t seed) {
     g->h_correct = mallocCheck(sizeof(int) * N);
     float *host = mallocCheck(sizeof(float) * (g->num_params ? g->num_params : 1));
     param_init(cfg, g->specs, host, seed);
-    gpt_copy_in(g, 0, host);
+    gpt_copy_in(g, GPT_PARAMS, host);
     memset(host, 0, sizeof(float) * g->num_params);
-    for (int which = 1; which <= 3; which++) gpt_copy_in(g, which, host);
+    for (int which = GPT_ADAM_M; which <= GPT_GRADS; which++) gpt_copy_in(g, which, host);
     free(host);
     if (g->rope) {
         float *table = mallocCheck(sizeof(float) * T * d);
@@ -666,12 +666,12 @@ size_t gpt_num_params(const Gpt *g) { return g->num_params; }
 
 static float *state_buffer(Gpt *g, int which, const char *who) {
     switch (which) {
-    case 0: return g->params;
-    case 1: return g->m;
-    case 2: return g->v;
-    case 3: return g->grads;
+    case GPT_PARAMS: return g->params;
+    case GPT_ADAM_M: return g->m;
+    case GPT_ADAM_V: return g->v;
+    case GPT_GRADS: return g->grads;
     }
-    die("%s: which = %d; use 0 (parameters), 1 (AdamW m), 2 (AdamW v) or 3 (gradients)", who, which);
+    die("%s: which = %d; use GPT_PARAMS (0), GPT_ADAM_M (1), GPT_ADAM_V (2) or GPT_GRADS (3)", who, which);
 }
 
 void gpt_copy_out(Gpt *g, int which, float *host) {
@@ -680,7 +680,7 @@ void gpt_copy_out(Gpt *g, int which, float *host) {
 
 void gpt_copy_in(Gpt *g, int which, const float *host) {
     upload(g, state_buffer(g, which, "gpt_copy_in"), host, sizeof(float) * g->num_params);
-    if (which == 0) refresh_bf16(g);
+    if (which == GPT_PARAMS) refresh_bf16(g);
 }
 
 /* gpt_forward's checks, the batch tables, the forward; no loss */

@@ -202,8 +202,8 @@ static void set_state(const Twin *w, int which, const float *x) {
 /* 1 */
 static void check_init(const Twin *w) {
     float *a = fbuf(w->P), *b = fbuf(w->P);
-    gpt_copy_out(w->gpu, 0, a);
-    cpu_gpt_copy_out(w->cpu, 0, b);
+    gpt_copy_out(w->gpu, GPT_PARAMS, a);
+    cpu_gpt_copy_out(w->cpu, GPT_PARAMS, b);
     char name[160];
     label(name, sizeof name, w, "init params equal");
     check_value(name, "max_abs", max_abs_diff_f(a, b, w->P), INIT_BAR);
@@ -259,8 +259,8 @@ static void check_forward_backward(const Twin *w, float *grads) {
     cpu_gpt_backward(w->cpu, 1.0f / lc.n_valid);
     gpt_backward(w->gpu, 1.0f / lg.n_valid);
     float *gg = fbuf(w->P);
-    gpt_copy_out(w->gpu, 3, gg);
-    cpu_gpt_copy_out(w->cpu, 3, grads);
+    gpt_copy_out(w->gpu, GPT_GRADS, gg);
+    cpu_gpt_copy_out(w->cpu, GPT_GRADS, grads);
     compare_tensors(w, "grad", gg, grads, GRAD_BAR);
     double norm_c = cpu_gpt_grad_norm(w->cpu), norm_g = gpt_grad_norm(w->gpu);
     label(name, sizeof name, w, "grad norm");
@@ -270,7 +270,7 @@ static void check_forward_backward(const Twin *w, float *grads) {
     gpt_forward(w->gpu, w->inputs, w->targets, w->c->B, w->c->T);
     gpt_backward(w->gpu, 1.0f / lg.n_valid);
     float *twice = fbuf(w->P);
-    gpt_copy_out(w->gpu, 3, twice);
+    gpt_copy_out(w->gpu, GPT_GRADS, twice);
     for (size_t i = 0; i < w->P; i++) gg[i] *= 2.0f;
     compare(w, "grads accumulate (2 x)", twice, gg, w->P, NULL, ACCUM_BAR);
     free(logits);
@@ -281,8 +281,8 @@ static void check_forward_backward(const Twin *w, float *grads) {
 /* per-tensor changes (after - before) of both models, compared */
 static void compare_deltas(const Twin *w, const char *prefix, const float *before, double bar, int drop_key_bias) {
     float *dg = fbuf(w->P), *dc = fbuf(w->P);
-    gpt_copy_out(w->gpu, 0, dg);
-    cpu_gpt_copy_out(w->cpu, 0, dc);
+    gpt_copy_out(w->gpu, GPT_PARAMS, dg);
+    cpu_gpt_copy_out(w->cpu, GPT_PARAMS, dc);
     for (size_t i = 0; i < w->P; i++) {
         dg[i] -= before[i];
         dc[i] -= before[i];
@@ -299,14 +299,14 @@ static void compare_deltas(const Twin *w, const char *prefix, const float *befor
     free(dc);
 }
 
-/* the moments m (1) and v (2) of both models */
+/* the moments m and v of both models */
 static void compare_moments(const Twin *w, const char *prefix, double bar) {
     float *a = fbuf(w->P), *b = fbuf(w->P);
-    for (int which = 1; which <= 2; which++) {
+    for (int which = GPT_ADAM_M; which <= GPT_ADAM_V; which++) {
         char what[96];
         gpt_copy_out(w->gpu, which, a);
         cpu_gpt_copy_out(w->cpu, which, b);
-        snprintf(what, sizeof what, "%s %s", prefix, which == 1 ? "m" : "v");
+        snprintf(what, sizeof what, "%s %s", prefix, which == GPT_ADAM_M ? "m" : "v");
         compare(w, what, a, b, w->P, NULL, bar);
     }
     free(a);
@@ -322,10 +322,10 @@ static void check_adamw(const Twin *w, const float *grads) {
         m[i] = (float)(grads[i] * (1.0 + 0.5 * rng_normal(&r)));
         v[i] = (float)((double)grads[i] * grads[i] * (0.5 + rng_uniform(&r)) + 1e-12);
     }
-    set_state(w, 0, w->start);
-    set_state(w, 1, m);
-    set_state(w, 2, v);
-    set_state(w, 3, grads);
+    set_state(w, GPT_PARAMS, w->start);
+    set_state(w, GPT_ADAM_M, m);
+    set_state(w, GPT_ADAM_V, v);
+    set_state(w, GPT_GRADS, grads);
     size_t k = w->P / 2 + 7; /* inside a tensor */
     cpu_gpt_update(w->cpu, &w->opt, LR_ADAMW, 0.5f, 3, 0, w->P);
     gpt_update(w->gpu, &w->opt, LR_ADAMW, 0.5f, 3, 0, k);
@@ -345,9 +345,9 @@ static void check_adamw(const Twin *w, const float *grads) {
 static void check_training(const Twin *w) {
     float *zeros = fbuf(w->P);
     memset(zeros, 0, sizeof(float) * w->P);
-    set_state(w, 0, w->start);
-    set_state(w, 1, zeros);
-    set_state(w, 2, zeros);
+    set_state(w, GPT_PARAMS, w->start);
+    set_state(w, GPT_ADAM_M, zeros);
+    set_state(w, GPT_ADAM_V, zeros);
     double lc[STEPS], lg[STEPS], worst = 0.0;
     for (int s = 0; s < STEPS; s++) {
         cpu_gpt_zero_grad(w->cpu);
@@ -387,7 +387,7 @@ static void check_decoding(const Twin *w) {
     size_t NV = (size_t)B * T * Vp;
     int *tokens = (int *)mallocCheck(sizeof(int) * B * T), *step = (int *)mallocCheck(sizeof(int) * B);
     float *dec = fbuf(NV), *fwd = fbuf(NV), *out = fbuf((size_t)B * Vp);
-    set_state(w, 0, w->start);
+    set_state(w, GPT_PARAMS, w->start);
     Rng r;
     rng_init(&r, 5);
     const int warmup[3][2] = {{1, 3}, {B, 5}, {1, 4}}; /* (sequences, steps) */
@@ -461,7 +461,7 @@ static void run_case(const Case *c, uint64_t seed) {
     rng_init(&r, seed);
     draw_params(w.cpu->specs, w.start, &r);
     draw_batch(&w, &r);
-    set_state(&w, 0, w.start);
+    set_state(&w, GPT_PARAMS, w.start);
     float *grads = fbuf(w.P);
     check_forward_backward(&w, grads);
     check_adamw(&w, grads);

@@ -258,7 +258,7 @@ static float *state_of(Gpt *g, int which) {
 static int same_state(Gpt *a, Gpt *b) {
     size_t n = gpt_num_params(a);
     int same = n == gpt_num_params(b);
-    for (int which = 0; which < 3 && same; which++) {
+    for (int which = GPT_PARAMS; which <= GPT_ADAM_V && same; which++) {
         float *x = state_of(a, which), *y = state_of(b, which);
         same = memcmp(x, y, sizeof(float) * n) == 0;
         free(x);
@@ -339,7 +339,7 @@ static void test_checkpoint(void) {
     unsigned char *bytes = read_all(path, &n);
     const char *bad = tmp_path("bad.ckpt");
     Gpt *other = gpt_create(&cfg, 2, T, 5);
-    float *before = state_of(other, 0);
+    float *before = state_of(other, GPT_PARAMS);
     write_all(bad, bytes, n - 4);
     check_error("checkpoint truncated", checkpoint_read_header(bad, &got, why, sizeof why), why, "is truncated");
     write_all(bad, bytes, 100);
@@ -355,7 +355,7 @@ static void test_checkpoint(void) {
     bytes[n - 5] ^= 0x10;
     write_all(bad, bytes, n);
     check_error("checkpoint flipped body byte", checkpoint_load(bad, other, &h, &got, why, sizeof why), why, "checksum");
-    float *after = state_of(other, 0);
+    float *after = state_of(other, GPT_PARAMS);
     check_true("checkpoint failed load leaves the model", memcmp(before, after, sizeof(float) * gpt_num_params(other)) == 0,
                "parameters unchanged");
     free(bytes);
