@@ -121,11 +121,9 @@ __global__ void __launch_bounds__(PATH_THREADS, D == 128 ? 1 : 2) bwd_coarse_mma
             __syncthreads();
             for (int i = threadIdx.x; i < PATH_C * D; i += blockDim.x)
                 sm.Qlb[(i / D) * LD + i % D] = __float2bfloat16_rn(__half2float(sm.Ql[k][(i / D) * LD + i % D]));
-            float gk[2] = {0.f, 0.f}, goff = 0.f;
-            if (p.has_g) {
+            float gk[2] = {0.f, 0.f}, goff = gate_offset(p, gbI, gbJ, hq);
+            if (p.has_g)
                 for (int h2 = 0; h2 < 2; h2++) gk[h2] = p.Gl[(gbJ * p.Hq + hq) * PATH_C + kr0 + 8 * h2];
-                goff = (float)(p.Go[gbI * p.Hq + hq] - p.Go[gbJ * p.Hq + hq]);
-            }
             __syncthreads();
             /* S^T = Ka Qleft^T, dP^T = V dO^T: keys x queries */
             float ST[8][4], dPT[8][4];
@@ -262,13 +260,10 @@ __global__ void __launch_bounds__(PATH_THREADS, D == 128 ? 1 : 2) bwd_coarse_mma
         }
 }
 
-template <int D>
-static void launch_coarse_mma(const GpuCtx *ctx, const PathParams &p, int n_blocks) {
-    launch_smem(ctx, "bwd_coarse_mma_kernel", bwd_coarse_mma_kernel<D>, dim3(n_blocks, p.H), (long)sizeof(CoarseSmem<D>), p);
-}
-
 void path_bwd_coarse(const GpuCtx *ctx, const PathParams &p, int n_blocks) {
-    if (p.d == 32) launch_coarse_mma<32>(ctx, p, n_blocks);
-    else if (p.d == 64) launch_coarse_mma<64>(ctx, p, n_blocks);
-    else launch_coarse_mma<128>(ctx, p, n_blocks);
+    with_head_dim(p.d, [&](auto dim) {
+        constexpr int D = decltype(dim)::value;
+        launch_smem(ctx, "bwd_coarse_mma_kernel", bwd_coarse_mma_kernel<D>, dim3(n_blocks, p.H), (long)sizeof(CoarseSmem<D>),
+                    p);
+    });
 }

@@ -137,7 +137,7 @@ __global__ void __launch_bounds__(PATH_THREADS, 1) bwd_fine_mma_kernel(PathParam
         to_bf16<D>(sm.Ub, sm.U16);
         to_bf16<D>(sm.Kb, sm.K16);
         __syncthreads();
-        float goff = p.has_g ? (float)(p.Go[gbI * p.Hq + hq] - p.Go[gbJ * p.Hq + hq]) : 0.f;
+        float goff = gate_offset(p, gbI, gbJ, hq);
         uint32_t xa[KSD][4], gda[KSD][4];
         load_a<KSD>(xa, sm.X16, LD, 16 * warp);
         /* through the transition X_{J-1} = X_J - (X_J W_J^T) U_J */
@@ -182,13 +182,9 @@ __global__ void __launch_bounds__(PATH_THREADS, 1) bwd_fine_mma_kernel(PathParam
             *(float2 *)(dQhat + (row0 + 8 * h2) * D + 8 * j + 2 * t) = make_float2(Gd[j][2 * h2], Gd[j][2 * h2 + 1]);
 }
 
-template <int D>
-static void launch_fine_mma(const GpuCtx *ctx, const PathParams &p, int n_blocks) {
-    launch_smem(ctx, "bwd_fine_mma_kernel", bwd_fine_mma_kernel<D>, dim3(n_blocks, p.Hq), (long)sizeof(FineSmem<D>), p);
-}
-
 void path_bwd_fine(const GpuCtx *ctx, const PathParams &p, int n_blocks) {
-    if (p.d == 32) launch_fine_mma<32>(ctx, p, n_blocks);
-    else if (p.d == 64) launch_fine_mma<64>(ctx, p, n_blocks);
-    else launch_fine_mma<128>(ctx, p, n_blocks);
+    with_head_dim(p.d, [&](auto dim) {
+        constexpr int D = decltype(dim)::value;
+        launch_smem(ctx, "bwd_fine_mma_kernel", bwd_fine_mma_kernel<D>, dim3(n_blocks, p.Hq), (long)sizeof(FineSmem<D>), p);
+    });
 }

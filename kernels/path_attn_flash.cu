@@ -43,10 +43,6 @@ __device__ __forceinline__ void load_gate_vec(float *dst, const PathParams &p, l
     for (int r = threadIdx.x; r < PATH_C; r += blockDim.x) dst[r] = p.has_g ? p.Gl[(gb * p.Hq + hq) * PATH_C + r] : 0.f;
 }
 
-__device__ __forceinline__ float gate_offset(const PathParams &p, long gbI, long gbJ, int hq) {
-    return p.has_g ? (float)(p.Go[gbI * p.Hq + hq] - p.Go[gbJ * p.Hq + hq]) : 0.f;
-}
-
 /* key block J of kv head h into buffer buf (K in X, V in Y, async), the gate sums of query head hq at its keys */
 template <int D>
 __device__ __forceinline__ void load_key_block(FlashSmem<D> &sm, int buf, const PathParams &p, const SeqGeo &sq, int J, int h,
@@ -275,25 +271,17 @@ __global__ void __launch_bounds__(PATH_THREADS, D == 128 ? 2 : 3) flash_dkdv_ker
 /* ---------------------------------------------------------------------------------------------
  * launchers */
 
-template <int D>
-static void launch_flash_forward(const GpuCtx *ctx, const PathParams &p, int n_blocks) {
-    launch_smem(ctx, "flash_fwd_kernel", flash_fwd_kernel<D>, dim3(n_blocks, p.Hq), (long)sizeof(FlashSmem<D>), p);
-}
-
-template <int D>
-static void launch_flash_backward(const GpuCtx *ctx, const PathParams &p, int n_blocks) {
-    launch_smem(ctx, "flash_dq_kernel", flash_dq_kernel<D>, dim3(n_blocks, p.Hq), (long)sizeof(FlashSmem<D>), p);
-    launch_smem(ctx, "flash_dkdv_kernel", flash_dkdv_kernel<D>, dim3(n_blocks, p.H), (long)sizeof(FlashSmem<D>), p);
-}
-
 void path_flash_forward(const GpuCtx *ctx, const PathParams &p, int n_blocks) {
-    if (p.d == 32) launch_flash_forward<32>(ctx, p, n_blocks);
-    else if (p.d == 64) launch_flash_forward<64>(ctx, p, n_blocks);
-    else launch_flash_forward<128>(ctx, p, n_blocks);
+    with_head_dim(p.d, [&](auto dim) {
+        constexpr int D = decltype(dim)::value;
+        launch_smem(ctx, "flash_fwd_kernel", flash_fwd_kernel<D>, dim3(n_blocks, p.Hq), (long)sizeof(FlashSmem<D>), p);
+    });
 }
 
 void path_flash_backward(const GpuCtx *ctx, const PathParams &p, int n_blocks) {
-    if (p.d == 32) launch_flash_backward<32>(ctx, p, n_blocks);
-    else if (p.d == 64) launch_flash_backward<64>(ctx, p, n_blocks);
-    else launch_flash_backward<128>(ctx, p, n_blocks);
+    with_head_dim(p.d, [&](auto dim) {
+        constexpr int D = decltype(dim)::value;
+        launch_smem(ctx, "flash_dq_kernel", flash_dq_kernel<D>, dim3(n_blocks, p.Hq), (long)sizeof(FlashSmem<D>), p);
+        launch_smem(ctx, "flash_dkdv_kernel", flash_dkdv_kernel<D>, dim3(n_blocks, p.H), (long)sizeof(FlashSmem<D>), p);
+    });
 }

@@ -123,7 +123,7 @@ __global__ void __launch_bounds__(PATH_THREADS, 1) attn_fwd_kernel(PathParams p)
         }
         __syncthreads();
         long gbJ = sq.block_base + J;
-        float goff = p.has_g ? (float)(p.Go[gbI * p.Hq + hq] - p.Go[gbJ * p.Hq + hq]) : 0.f;
+        float goff = gate_offset(p, gbI, gbJ, hq);
         uint32_t xa[KSD][4];
         acc_to_a<KSD, false>(X, xa);
         float S[8][4], T[8][4];
@@ -188,7 +188,7 @@ __global__ void __launch_bounds__(PATH_THREADS, 1) attn_fwd_kernel(PathParams p)
             }
             __syncthreads();
             long gbJ = sq.block_base + J;
-            float goff = p.has_g ? (float)(p.Go[gbI * p.Hq + hq] - p.Go[gbJ * p.Hq + hq]) : 0.f;
+            float goff = gate_offset(p, gbI, gbJ, hq);
             float S[8][4];
             zero_acc<8>(S);
             mma_nk<KSD, 8, false>(S, xba, sm.K[buf], LD);
@@ -215,13 +215,9 @@ __global__ void __launch_bounds__(PATH_THREADS, 1) attn_fwd_kernel(PathParams p)
     }
 }
 
-template <int D>
-static void launch_fwd(const GpuCtx *ctx, const PathParams &p, int n_blocks) {
-    launch_smem(ctx, "attn_fwd_kernel", attn_fwd_kernel<D>, dim3(n_blocks, p.Hq), (long)sizeof(FwdSmem<D>), p);
-}
-
 void path_attn_fwd_launch(const GpuCtx *ctx, const PathParams &p, int n_blocks) {
-    if (p.d == 32) launch_fwd<32>(ctx, p, n_blocks);
-    else if (p.d == 64) launch_fwd<64>(ctx, p, n_blocks);
-    else launch_fwd<128>(ctx, p, n_blocks);
+    with_head_dim(p.d, [&](auto dim) {
+        constexpr int D = decltype(dim)::value;
+        launch_smem(ctx, "attn_fwd_kernel", attn_fwd_kernel<D>, dim3(n_blocks, p.Hq), (long)sizeof(FwdSmem<D>), p);
+    });
 }

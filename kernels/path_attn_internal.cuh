@@ -26,6 +26,8 @@
 #include <math.h>
 #include <stdint.h>
 
+#include <type_traits>
+
 #include "gpu.h"
 #include "mma_frag.cuh"
 #include "tile_mma.cuh"
@@ -132,6 +134,11 @@ __device__ __forceinline__ void store_tile16(__half *dst, const float *src, int 
 /* a per-token vector (N, heads) column h, rows t0..t0+c-1, zero past eos */
 __device__ __forceinline__ void load_vec(float *dst, const float *src, int heads, int h, int t0, int eos) {
     for (int r = threadIdx.x; r < PATH_C; r += blockDim.x) dst[r] = (t0 + r < eos) ? src[(long)(t0 + r) * heads + h] : 0.f;
+}
+
+/* Go_I - Go_J for query block gbI and key block gbJ (global indices) of query head hq; 0 without a gate */
+__device__ __forceinline__ float gate_offset(const PathParams &p, long gbI, long gbJ, int hq) {
+    return p.has_g ? (float)(p.Go[gbI * p.Hq + hq] - p.Go[gbJ * p.Hq + hq]) : 0.f;
 }
 
 /* Logit of score s at (query row r, key col j) of tile (I, J): scale s + gscale (G_i - G_j), with
@@ -331,6 +338,15 @@ void path_bwd_block(const GpuCtx *ctx, const PathParams &p, int n_blocks);      
 void path_bwd_gate(const GpuCtx *ctx, const PathParams &p, int n_seqs);                /* B6 */
 void path_flash_forward(const GpuCtx *ctx, const PathParams &p, int n_blocks);         /* without w */
 void path_flash_backward(const GpuCtx *ctx, const PathParams &p, int n_blocks);        /* without w, after B0 */
+
+/* f(std::integral_constant<int, d>()) for the head dim d of the warp-level kernels (32, 64 or 128;
+ * path_attn_check admits no other), so a launcher names each templated kernel once. */
+template <typename F>
+void with_head_dim(int d, F f) {
+    if (d == 32) f(std::integral_constant<int, 32>());
+    else if (d == 64) f(std::integral_constant<int, 64>());
+    else f(std::integral_constant<int, 128>());
+}
 
 /* Sets the dynamic shared-memory limit of a kernel and launches it. */
 template <typename... Args>
