@@ -97,8 +97,8 @@ static __device__ void diagonal_backward(const PathParams &p, BlockTiles &t, con
     softmax_grad_tile(p, t.S, t.dP, lc, t.lse, t.Dv, t.gl, t.gl, 0.f, true, sq.eos - t0);
     cta_gemm<PREC_BF16, STORE_ADD>(PATH_C, d, PATH_C, 1.f, mat(t.S, lc, true), mat(t.dO, lh), p.dV + tcd, d);
     if (p.has_g) {
-        add_colsum(p.dG + (gb * p.Hq + hq) * PATH_C, t.dP, lc, p.gscale, false);
-        add_rowsum(p.dG + (gb * p.Hq + hq) * PATH_C, t.dP, lc, p.gscale, false);
+        add_colsum(p.dG + (gb * p.Hq + hq) * PATH_C, t.dP, lc, p.gscale);
+        add_rowsum(p.dG + (gb * p.Hq + hq) * PATH_C, t.dP, lc, p.gscale);
     }
     for (int i = threadIdx.x; i < PATH_C * PATH_C; i += blockDim.x) t.dP[(i / PATH_C) * lc + i % PATH_C] *= p.scale;
     /* dQW = tril(-dS Bm^T - dQhat U^T) */
