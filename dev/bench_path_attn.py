@@ -3,12 +3,13 @@ the project's CUDA kernels (dev/pathattn.py over `make lib`), FLA's Triton paral
 PyTorch SDPA (flash, causal), at every shape of doc/DESIGN.md section 6, with and without gate.
 
     make lib && python3 dev/bench_path_attn.py [--fla DIR] [--tsv] [--shapes 0,1] [--no-accuracy] [--softmax]
+                                               [--softmax-only] [--profile N]
 
 FLA is optional: its `fla/` package must be importable (put the folder holding fla/ on --fla;
 never commit it). Timing: triton.testing.do_bench, median (it flushes L2 between runs).
 One line per configuration:  shape | gate | ours fwd / fwd+bwd ms | FLA ... (ratio) | SDPA ... (ratio)
 --softmax adds, per shape, our attention without Householder factors (the softmax baselines) against
-SDPA, which computes the same thing.
+SDPA, which computes the same thing; --softmax-only times that alone (--profile then profiles it).
 Accuracy: relative RMS against the float64 oracle (model/attn_ref.c) of o and every gradient,
 ours beside FLA's, on a smaller shape (the oracle is O(T^2 d) on the CPU).
 """
@@ -117,17 +118,28 @@ def accuracy(op, fla_attn, B, T, H, d, gate):
     return rows
 
 
-def profile(op, B, T, H, d):
-    """Per-kernel CUDA time of one forward+backward (gate on), from torch.profiler."""
-    _, fwdbwd = ours_fns(op, B, T, H, d, True)
+def profile(op, B, T, H, d, path=True):
+    """Per-kernel CUDA time of one forward+backward (gate on for PaTH, off for softmax), from torch.profiler."""
+    _, fwdbwd = ours_fns(op, B, T, H, d, path, path)
     fwdbwd()
     torch.cuda.synchronize()
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
         for _ in range(5):
             fwdbwd()
         torch.cuda.synchronize()
-    print(f'# profile B{B} T{T} H{H} d{d} gate 1, 5 fwd+bwd')
+    print(f'# profile {"path" if path else "softmax"} B{B} T{T} H{H} d{d} gate {int(path)}, 5 fwd+bwd')
     print(prof.key_averages().table(sort_by='cuda_time_total', row_limit=20))
+
+
+def softmax_line(op, B, T, H, d, sdpa=None):
+    """Our attention without Householder factors against SDPA (timed here unless given)."""
+    if sdpa is None:
+        sfwd, sfwdbwd, sleaves = sdpa_fns(B, T, H, d)
+        sdpa = (bench(sfwd), bench(sfwdbwd, grad_to_none=sleaves))
+    sm = tuple(bench(f) for f in ours_fns(op, B, T, H, d, False, path=False))
+    shape = f'B{B} T{T} H{H} d{d}'
+    print(f'softmax   | {shape:20s} | ours {sm[0]:6.3f} / {sm[1]:6.3f} ms | SDPA {sdpa[0]:6.3f} / '
+          f'{sdpa[1]:6.3f} ms (x{sm[0] / sdpa[0]:.2f} / x{sm[1] / sdpa[1]:.2f})', flush=True)
 
 
 def main():
@@ -138,6 +150,7 @@ def main():
     ap.add_argument('--no-accuracy', action='store_true')
     ap.add_argument('--profile', default=None, help='index of a shape: per-kernel CUDA times of ours, fwd+bwd, gate on')
     ap.add_argument('--softmax', action='store_true', help='also time our plain softmax attention against SDPA')
+    ap.add_argument('--softmax-only', action='store_true', help='time only our plain softmax attention against SDPA')
     args = ap.parse_args()
     fla_attn = None
     if args.fla:
@@ -149,9 +162,12 @@ def main():
     print(f'# {gpu} | commit {commit} | torch {torch.__version__}')
     op = PathAttn()
     if args.profile is not None:
-        profile(op, *SHAPES[int(args.profile)])
+        profile(op, *SHAPES[int(args.profile)], path=not args.softmax_only)
     shapes = SHAPES if args.shapes is None else [SHAPES[int(i)] for i in args.shapes.split(',')]
     for B, T, H, d in shapes:
+        if args.softmax_only:
+            softmax_line(op, B, T, H, d)
+            continue
         for gate in (False, True):
             fwd, fwdbwd = ours_fns(op, B, T, H, d, gate)
             ours = (bench(fwd), bench(fwdbwd))
@@ -163,9 +179,7 @@ def main():
             sdpa = (bench(sfwd), bench(sfwdbwd, grad_to_none=sleaves))
             shape = f'B{B} T{T} H{H} d{d}'
             if args.softmax and not gate:
-                sm = tuple(bench(f) for f in ours_fns(op, B, T, H, d, False, path=False))
-                print(f'softmax   | {shape:20s} | ours {sm[0]:6.3f} / {sm[1]:6.3f} ms | SDPA {sdpa[0]:6.3f} / '
-                      f'{sdpa[1]:6.3f} ms (x{sm[0] / sdpa[0]:.2f} / x{sm[1] / sdpa[1]:.2f})', flush=True)
+                softmax_line(op, B, T, H, d, sdpa)
             if args.tsv:
                 print('\t'.join(map(str, [shape, int(gate), *ours, *fla, *sdpa, gpu, commit])))
             else:
@@ -173,7 +187,7 @@ def main():
                       f'FLA {fla[0]:6.3f} / {fla[1]:6.3f} ms (x{ours[0] / fla[0]:.2f} / x{ours[1] / fla[1]:.2f}) | '
                       f'SDPA {sdpa[0]:6.3f} / {sdpa[1]:6.3f} ms (x{ours[0] / sdpa[0]:.2f} / x{ours[1] / sdpa[1]:.2f})',
                       flush=True)
-    if not args.no_accuracy:
+    if not args.no_accuracy and not args.softmax_only:
         for gate in (False, True):
             rows = accuracy(op, fla_attn, 1, 2048, 2, 64, gate)
             print(f'accuracy B1 T2048 H2 d64 gate {int(gate)}: rel RMS vs float64, ours' +
