@@ -31,7 +31,7 @@ struct CoarseSmem { /* ~100 KB at d = 64: two CTAs per SM; 219 KB at d = 128: on
     __half Ql[2][PATH_C * LD];              /* at the end of each a: Ktil_J as bf16 hi + lo (exact) */
     bf16 Qlb[PATH_C * LD], dO[2][PATH_C * LD];
     bf16 dST[PATH_C * LDC];                 /* scale dZ^T: keys x queries */
-    float lse[2][PATH_C], Dv[2][PATH_C], glq[2][PATH_C];
+    float lse[2][PATH_C], Dv[2][PATH_C], glq[2][PATH_C], glk[2][PATH_C]; /* glk: block J's gate sums, head hq */
 };
 
 /* Pi[b, a] (fp32, global) -> hi + lo tiles of type T */
@@ -98,11 +98,11 @@ __global__ void __launch_bounds__(PATH_THREADS, D == 128 ? 1 : 2) bwd_coarse_mma
             long gbI = sq.block_base + I;
             load_tile_async<PATH_C, D>(sm.Ql[k], p.qleft + ((long)t0 * p.Hq + hq) * D, (long)p.Hq * D, nv);
             load_tile_async<PATH_C, D>(sm.dO[k], p.dout + ((long)t0 * p.Hq + hq) * D, (long)p.Hq * D, nv);
-            for (int r = threadIdx.x; r < PATH_C; r += blockDim.x) {
-                bool ok = r < nv;
-                sm.lse[k][r] = ok ? p.lse[(long)(t0 + r) * p.Hq + hq] : 0.f;
-                sm.Dv[k][r] = ok ? p.D[(long)(t0 + r) * p.Hq + hq] : 0.f;
-                sm.glq[k][r] = p.has_g ? p.Gl[(gbI * p.Hq + hq) * PATH_C + r] : 0.f;
+            load_vec_async<PATH_C>(sm.lse[k], p.lse + (long)t0 * p.Hq + hq, p.Hq, nv);
+            load_vec_async<PATH_C>(sm.Dv[k], p.D + (long)t0 * p.Hq + hq, p.Hq, nv);
+            if (p.has_g) {
+                load_vec_async<PATH_C>(sm.glq[k], p.Gl + (gbI * p.Hq + hq) * PATH_C, 1, PATH_C);
+                load_vec_async<PATH_C>(sm.glk[k], p.Gl + (gbJ * p.Hq + hq) * PATH_C, 1, PATH_C);
             }
             cp_async_commit();
         };
@@ -123,7 +123,7 @@ __global__ void __launch_bounds__(PATH_THREADS, D == 128 ? 1 : 2) bwd_coarse_mma
                 sm.Qlb[(i / D) * LD + i % D] = __float2bfloat16_rn(__half2float(sm.Ql[k][(i / D) * LD + i % D]));
             float gk[2] = {0.f, 0.f}, goff = gate_offset(p, gbI, gbJ, hq);
             if (p.has_g)
-                for (int h2 = 0; h2 < 2; h2++) gk[h2] = p.Gl[(gbJ * p.Hq + hq) * PATH_C + kr0 + 8 * h2];
+                for (int h2 = 0; h2 < 2; h2++) gk[h2] = sm.glk[k][kr0 + 8 * h2];
             __syncthreads();
             /* S^T = Ka Qleft^T, dP^T = V dO^T: keys x queries */
             float ST[8][4], dPT[8][4];

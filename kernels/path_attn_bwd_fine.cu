@@ -113,12 +113,11 @@ __global__ void __launch_bounds__(PATH_THREADS, 1) bwd_fine_mma_kernel(PathParam
             Gd[j][2 * h2 + 1] = x.y;
         }
     load_tile_async<PATH_C, D>(sm.dO, p.dout + ((long)t0 * p.Hq + hq) * D, (long)p.Hq * D, nv);
-    for (int r = threadIdx.x; r < PATH_C; r += blockDim.x) {
-        bool ok = r < nv;
-        sm.lse[r] = ok ? p.lse[(long)(t0 + r) * p.Hq + hq] : 0.f;
-        sm.Dv[r] = ok ? p.D[(long)(t0 + r) * p.Hq + hq] : 0.f;
-        sm.glq[r] = p.has_g ? p.Gl[(gbI * p.Hq + hq) * PATH_C + r] : 0.f;
-    }
+    load_vec_async<PATH_C>(sm.lse, p.lse + (long)t0 * p.Hq + hq, p.Hq, nv); /* with the first key block's group */
+    load_vec_async<PATH_C>(sm.Dv, p.D + (long)t0 * p.Hq + hq, p.Hq, nv);
+    if (p.has_g) load_vec_async<PATH_C>(sm.glq, p.Gl + (gbI * p.Hq + hq) * PATH_C, 1, PATH_C);
+    else
+        for (int r = threadIdx.x; r < PATH_C; r += blockDim.x) sm.glq[r] = 0.f;
     for (int J = J0; J < I; J++) {
         long gbJ = sq.block_base + J, tcd = (gbJ * p.H + h) * cd;
         __syncthreads();
@@ -127,8 +126,7 @@ __global__ void __launch_bounds__(PATH_THREADS, 1) bwd_fine_mma_kernel(PathParam
         load_tile_async<PATH_C, D>(sm.U16, tile(p.U16, J), D, PATH_C);
         load_tile_async<PATH_C, D>(sm.K16, tile(p.Khat16, J), D, PATH_C);
         load_tile_async<PATH_C, D>(sm.V, p.v + (long)(sq.bos + J * PATH_C) * p.H * D + (long)h * D, (long)p.H * D, PATH_C);
-        if (p.has_g)
-            for (int r = threadIdx.x; r < PATH_C; r += blockDim.x) sm.glk[r] = p.Gl[(gbJ * p.Hq + hq) * PATH_C + r];
+        if (p.has_g) load_vec_async<PATH_C>(sm.glk, p.Gl + (gbJ * p.Hq + hq) * PATH_C, 1, PATH_C);
         cp_async_commit();
         cp_async_wait<0>();
         __syncthreads();

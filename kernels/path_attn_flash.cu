@@ -5,7 +5,9 @@
  *   dq_i = scale sum_j dZ_ij k_j,  dk_j = scale sum_i dZ_ij q_i,  dv_j = sum_i P_ij do_i,
  *   dG_i = gscale (sum_j dZ_ij - sum_k dZ_ki), then dg = reverse cumsum of dG (B6).
  * Kernels (64-token blocks of kernels/path_attn_internal.cuh, 4 warps, each warp 16 rows of a tile
- * with its accumulators in registers; K/V or Q/dO tiles double-buffered by cp.async):
+ * with its accumulators in registers; K/V or Q/dO tiles, and their per-row vectors, double-buffered
+ * by cp.async; templated on the gate, and the diagonal tile's causal mask peeled off the loop, so
+ * that neither costs instructions where it is absent):
  *   flash_fwd    per (query block, query head): key blocks I .. 0, online softmax; writes o, lse
  *   flash_dq     per (query block, query head): key blocks I .. 0; writes dq and the query side of
  *                dG (set)
@@ -33,25 +35,27 @@ __device__ __forceinline__ const bf16 *rows_at(const bf16 *base, int t0, int n_h
     return base + ((long)t0 * n_heads + head) * D;
 }
 
-/* per-row vectors of a block (64 rows from t0, zero past eos): x[r] = src[(t0 + r) heads + head] */
+/* per-row vectors of a block (64 rows from t0, zero past eos), async: x[r] = src[(t0 + r) heads + head] */
 __device__ __forceinline__ void load_row_vec(float *dst, const float *src, int t0, int eos, int heads, int head) {
-    for (int r = threadIdx.x; r < PATH_C; r += blockDim.x)
-        dst[r] = (src && t0 + r < eos) ? src[(long)(t0 + r) * heads + head] : 0.f;
+    load_vec_async<PATH_C>(dst, src + (long)t0 * heads + head, heads, eos - t0);
 }
 
+/* the gate sums of block gb for query head hq (async), or zeros without a gate */
 __device__ __forceinline__ void load_gate_vec(float *dst, const PathParams &p, long gb, int hq) {
-    for (int r = threadIdx.x; r < PATH_C; r += blockDim.x) dst[r] = p.has_g ? p.Gl[(gb * p.Hq + hq) * PATH_C + r] : 0.f;
+    if (p.has_g) load_vec_async<PATH_C>(dst, p.Gl + (gb * p.Hq + hq) * PATH_C, 1, PATH_C);
+    else
+        for (int r = threadIdx.x; r < PATH_C; r += blockDim.x) dst[r] = 0.f;
 }
 
-/* key block J of kv head h into buffer buf (K in X, V in Y, async), the gate sums of query head hq at its keys */
+/* key block J of kv head h into buffer buf (K in X, V in Y), the gate sums of query head hq at its keys; commits */
 template <int D>
 __device__ __forceinline__ void load_key_block(FlashSmem<D> &sm, int buf, const PathParams &p, const SeqGeo &sq, int J, int h,
                                                int hq) {
     int tJ = sq.bos + J * PATH_C;
     load_tile_async<PATH_C, D>(sm.X[buf], rows_at<D>(p.k, tJ, p.H, h), (long)p.H * D, sq.eos - tJ);
     load_tile_async<PATH_C, D>(sm.Y[buf], rows_at<D>(p.v, tJ, p.H, h), (long)p.H * D, sq.eos - tJ);
-    cp_async_commit();
     load_gate_vec(sm.gl[buf], p, sq.block_base + J, hq);
+    cp_async_commit();
 }
 
 /* A warp's 16 rows of an accumulator (16 x D) as bf16 into token-layout rows (valid rows only) */
@@ -70,12 +74,20 @@ __device__ __forceinline__ void store_rows_bf16(bf16 *dst, int t0, int nv, int n
     }
 }
 
+/* f(std::true_type()) with a gate, f(std::false_type()) without: kernels templated on the gate */
+template <typename F>
+void with_gate(bool has_g, F f) {
+    if (has_g) f(std::true_type());
+    else f(std::false_type());
+}
+
 /* ---------------------------------------------------------------------------------------------
  * forward */
 
-template <int D>
+template <int D, bool G>
 __global__ void __launch_bounds__(PATH_THREADS, 2) flash_fwd_kernel(PathParams p) {
     constexpr int NTD = D / 8, KSD = D / 16, LD = D + 8;
+    p.has_g = G; /* a constant in everything inlined below */
     extern __shared__ __align__(16) char smem_raw[];
     FlashSmem<D> &sm = *reinterpret_cast<FlashSmem<D> *>(smem_raw);
     int2 item = p.flash_q[blockIdx.x];
@@ -86,8 +98,8 @@ __global__ void __launch_bounds__(PATH_THREADS, 2) flash_fwd_kernel(PathParams p
     int warp = threadIdx.x / 32, row0 = 16 * warp + threadIdx.x % 32 / 4;
     auto load_kv = [&](int J, int buf) { load_key_block<D>(sm, buf, p, sq, J, h, hq); };
     load_tile_async<PATH_C, D>(sm.A, rows_at<D>(p.q, t0, p.Hq, hq), (long)p.Hq * D, nv);
-    load_kv(I, 0);
     load_gate_vec(sm.own_gl, p, gbI, hq);
+    load_kv(I, 0);
     cp_async_wait<0>();
     __syncthreads();
     uint32_t qa[KSD][4];
@@ -95,6 +107,13 @@ __global__ void __launch_bounds__(PATH_THREADS, 2) flash_fwd_kernel(PathParams p
     float gq[2] = {sm.own_gl[row0], sm.own_gl[row0 + 8]};
     float O[NTD][4], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
     zero_acc<NTD>(O);
+    auto tile = [&](int J, int buf, auto causal) {
+        float S[8][4];
+        zero_acc<8>(S);
+        mma_nk<KSD, 8, true>(S, qa, sm.X[buf], LD);
+        softmax_update<NTD>(p, S, O, m, l, gq, sm.gl[buf], gate_offset(p, gbI, sq.block_base + J, hq), row0, causal.value);
+        add_pv<D>(S, O, sm.Y[buf]);
+    };
     int buf = 0;
     for (int J = I; J >= 0; J--) {
         if (J > 0) {
@@ -104,11 +123,8 @@ __global__ void __launch_bounds__(PATH_THREADS, 2) flash_fwd_kernel(PathParams p
             cp_async_wait<0>();
         }
         __syncthreads();
-        float S[8][4];
-        zero_acc<8>(S);
-        mma_nk<KSD, 8, true>(S, qa, sm.X[buf], LD);
-        softmax_update<NTD>(p, S, O, m, l, gq, sm.gl[buf], gate_offset(p, gbI, sq.block_base + J, hq), row0, J == I);
-        add_pv<D>(S, O, sm.Y[buf]);
+        if (J == I) tile(J, buf, std::true_type());
+        else tile(J, buf, std::false_type());
         __syncthreads(); /* buffer buf is refilled next */
         buf ^= 1;
     }
@@ -134,9 +150,10 @@ __global__ void __launch_bounds__(PATH_THREADS, 2) flash_fwd_kernel(PathParams p
 /* ---------------------------------------------------------------------------------------------
  * backward, query side: dq and sum_j dZ_ij */
 
-template <int D>
+template <int D, bool G>
 __global__ void __launch_bounds__(PATH_THREADS, 3) flash_dq_kernel(PathParams p) {
     constexpr int NTD = D / 8, KSD = D / 16, LD = D + 8;
+    p.has_g = G;
     extern __shared__ __align__(16) char smem_raw[];
     FlashSmem<D> &sm = *reinterpret_cast<FlashSmem<D> *>(smem_raw);
     int2 item = p.flash_q[blockIdx.x];
@@ -148,14 +165,35 @@ __global__ void __launch_bounds__(PATH_THREADS, 3) flash_dq_kernel(PathParams p)
     auto load_kv = [&](int J, int buf) { load_key_block<D>(sm, buf, p, sq, J, h, hq); };
     load_tile_async<PATH_C, D>(sm.A, rows_at<D>(p.q, t0, p.Hq, hq), (long)p.Hq * D, nv);
     load_tile_async<PATH_C, D>(sm.B, rows_at<D>(p.dout, t0, p.Hq, hq), (long)p.Hq * D, nv);
-    load_kv(I, 0);
     load_row_vec(sm.own_lse, p.lse, t0, sq.eos, p.Hq, hq);
     load_row_vec(sm.own_Dv, p.D, t0, sq.eos, p.Hq, hq);
     load_gate_vec(sm.own_gl, p, gbI, hq);
+    load_kv(I, 0);
     cp_async_wait<0>();
     __syncthreads();
     float dQ[NTD][4], rs[2] = {0.f, 0.f};
     zero_acc<NTD>(dQ);
+    auto tile = [&](int J, int buf, auto causal) {
+        uint32_t qa[KSD][4], doa[KSD][4]; /* from shared memory at each use: 168 registers, 3 CTAs per SM */
+        load_a<KSD>(qa, sm.A, LD, 16 * warp);
+        load_a<KSD>(doa, sm.B, LD, 16 * warp);
+        float S[8][4], dP[8][4];
+        zero_acc<8>(S);
+        zero_acc<8>(dP);
+        mma_nk<KSD, 8, true>(S, qa, sm.X[buf], LD);
+        mma_nk<KSD, 8, true>(dP, doa, sm.Y[buf], LD);
+        grad_tile<false>(p, S, dP, row0, nv, causal.value, sm.own_lse, sm.own_Dv, sm.own_gl, sm.gl[buf],
+                         gate_offset(p, gbI, sq.block_base + J, hq));
+        if (G) {
+            float r2[2];
+            tile_row_sums(dP, r2);
+            rs[0] += r2[0];
+            rs[1] += r2[1];
+        }
+        uint32_t dza[4][4];
+        acc_to_a<4, true>(dP, dza);
+        mma_kn<4, NTD, true>(dQ, dza, sm.X[buf], LD);
+    };
     int buf = 0;
     for (int J = I; J >= 0; J--) {
         if (J > 0) {
@@ -165,39 +203,23 @@ __global__ void __launch_bounds__(PATH_THREADS, 3) flash_dq_kernel(PathParams p)
             cp_async_wait<0>();
         }
         __syncthreads();
-        uint32_t qa[KSD][4], doa[KSD][4]; /* from shared memory at each use: 168 registers, 3 CTAs per SM */
-        load_a<KSD>(qa, sm.A, LD, 16 * warp);
-        load_a<KSD>(doa, sm.B, LD, 16 * warp);
-        float S[8][4], dP[8][4];
-        zero_acc<8>(S);
-        zero_acc<8>(dP);
-        mma_nk<KSD, 8, true>(S, qa, sm.X[buf], LD);
-        mma_nk<KSD, 8, true>(dP, doa, sm.Y[buf], LD);
-        grad_tile<false>(p, S, dP, row0, nv, J == I, sm.own_lse, sm.own_Dv, sm.own_gl, sm.gl[buf],
-                         gate_offset(p, gbI, sq.block_base + J, hq));
-        if (p.has_g) {
-            float r2[2];
-            tile_row_sums(dP, r2);
-            rs[0] += r2[0];
-            rs[1] += r2[1];
-        }
-        uint32_t dza[4][4];
-        acc_to_a<4, true>(dP, dza);
-        mma_kn<4, NTD, true>(dQ, dza, sm.X[buf], LD);
+        if (J == I) tile(J, buf, std::true_type());
+        else tile(J, buf, std::false_type());
         __syncthreads();
         buf ^= 1;
     }
     store_rows_bf16<D>(p.dq, t0, nv, p.Hq, hq, dQ, row0, p.scale);
-    if (p.has_g && threadIdx.x % 4 == 0)
+    if (G && threadIdx.x % 4 == 0)
         for (int h2 = 0; h2 < 2; h2++) p.dG[(gbI * p.Hq + hq) * PATH_C + row0 + 8 * h2] = p.gscale * rs[h2];
 }
 
 /* ---------------------------------------------------------------------------------------------
  * backward, key side: dk, dv and sum_i dZ_ij, per kv head over its group of query heads */
 
-template <int D>
+template <int D, bool G>
 __global__ void __launch_bounds__(PATH_THREADS, D == 128 ? 2 : 3) flash_dkdv_kernel(PathParams p) {
     constexpr int NTD = D / 8, KSD = D / 16, LD = D + 8;
+    p.has_g = G;
     extern __shared__ __align__(16) char smem_raw[];
     FlashSmem<D> &sm = *reinterpret_cast<FlashSmem<D> *>(smem_raw);
     int2 item = p.flash_k[blockIdx.x];
@@ -217,23 +239,13 @@ __global__ void __launch_bounds__(PATH_THREADS, D == 128 ? 2 : 3) flash_dkdv_ker
         int hq = h * group + it / (sq.nblk - J), tI = sq.bos + (J + it % (sq.nblk - J)) * PATH_C;
         load_tile_async<PATH_C, D>(sm.X[buf], rows_at<D>(p.q, tI, p.Hq, hq), (long)p.Hq * D, sq.eos - tI);
         load_tile_async<PATH_C, D>(sm.Y[buf], rows_at<D>(p.dout, tI, p.Hq, hq), (long)p.Hq * D, sq.eos - tI);
-        cp_async_commit();
         load_row_vec(sm.lse[buf], p.lse, tI, sq.eos, p.Hq, hq);
         load_row_vec(sm.Dv[buf], p.D, tI, sq.eos, p.Hq, hq);
         load_gate_vec(sm.gl[buf], p, (tI - sq.bos) / PATH_C + sq.block_base, hq);
+        cp_async_commit();
     };
-    load_q(0, 0);
     float cs[2] = {0.f, 0.f};
-    for (int it = 0; it < n_items; it++) {
-        int hq = h * group + it / (sq.nblk - J), I = J + it % (sq.nblk - J);
-        if (I == J) load_gate_vec(sm.own_gl, p, gbJ, hq); /* read after the barrier below */
-        if (it + 1 < n_items) {
-            load_q(it + 1, buf ^ 1);
-            cp_async_wait<1>();
-        } else {
-            cp_async_wait<0>();
-        }
-        __syncthreads();
+    auto tile = [&](int hq, int I, int buf, auto causal) {
         uint32_t ka[KSD][4], va[KSD][4];
         load_a<KSD>(ka, sm.A, LD, 16 * warp);
         load_a<KSD>(va, sm.B, LD, 16 * warp);
@@ -243,14 +255,14 @@ __global__ void __launch_bounds__(PATH_THREADS, D == 128 ? 2 : 3) flash_dkdv_ker
         mma_nk<KSD, 8, true>(S, ka, sm.X[buf], LD);
         mma_nk<KSD, 8, true>(dP, va, sm.Y[buf], LD);
         long gbI = sq.block_base + I;
-        grad_tile<true>(p, S, dP, row0, sq.eos - (sq.bos + I * PATH_C), I == J, sm.lse[buf], sm.Dv[buf], sm.gl[buf],
+        grad_tile<true>(p, S, dP, row0, sq.eos - (sq.bos + I * PATH_C), causal.value, sm.lse[buf], sm.Dv[buf], sm.gl[buf],
                         sm.own_gl, gate_offset(p, gbI, gbJ, hq));
         uint32_t pa[4][4], dza[4][4];
         acc_to_a<4, true>(S, pa);
         mma_kn<4, NTD, true>(dV, pa, sm.Y[buf], LD);
         acc_to_a<4, true>(dP, dza);
         mma_kn<4, NTD, true>(dK, dza, sm.X[buf], LD);
-        if (p.has_g) {
+        if (G) {
             float r2[2];
             tile_row_sums(dP, r2);
             cs[0] += r2[0];
@@ -261,6 +273,23 @@ __global__ void __launch_bounds__(PATH_THREADS, D == 128 ? 2 : 3) flash_dkdv_ker
                 cs[0] = cs[1] = 0.f;
             }
         }
+    };
+    load_q(0, 0);
+    for (int it = 0; it < n_items; it++) {
+        int hq = h * group + it / (sq.nblk - J), I = J + it % (sq.nblk - J);
+        if (G && I == J) { /* the key block's own gate sums for head hq: a group of its own, complete at the wait below */
+            load_gate_vec(sm.own_gl, p, gbJ, hq);
+            cp_async_commit();
+        }
+        if (it + 1 < n_items) {
+            load_q(it + 1, buf ^ 1);
+            cp_async_wait<1>();
+        } else {
+            cp_async_wait<0>();
+        }
+        __syncthreads();
+        if (I == J) tile(hq, I, buf, std::true_type());
+        else tile(hq, I, buf, std::false_type());
         __syncthreads();
         buf ^= 1;
     }
@@ -273,15 +302,21 @@ __global__ void __launch_bounds__(PATH_THREADS, D == 128 ? 2 : 3) flash_dkdv_ker
 
 void path_flash_forward(const GpuCtx *ctx, const PathParams &p, int n_blocks) {
     with_head_dim(p.d, [&](auto dim) {
-        constexpr int D = decltype(dim)::value;
-        launch_smem(ctx, "flash_fwd_kernel", flash_fwd_kernel<D>, dim3(n_blocks, p.Hq), (long)sizeof(FlashSmem<D>), p);
+        with_gate(p.has_g, [&](auto gate) {
+            constexpr int D = decltype(dim)::value;
+            constexpr bool G = decltype(gate)::value;
+            launch_smem(ctx, "flash_fwd_kernel", flash_fwd_kernel<D, G>, dim3(n_blocks, p.Hq), (long)sizeof(FlashSmem<D>), p);
+        });
     });
 }
 
 void path_flash_backward(const GpuCtx *ctx, const PathParams &p, int n_blocks) {
     with_head_dim(p.d, [&](auto dim) {
-        constexpr int D = decltype(dim)::value;
-        launch_smem(ctx, "flash_dq_kernel", flash_dq_kernel<D>, dim3(n_blocks, p.Hq), (long)sizeof(FlashSmem<D>), p);
-        launch_smem(ctx, "flash_dkdv_kernel", flash_dkdv_kernel<D>, dim3(n_blocks, p.H), (long)sizeof(FlashSmem<D>), p);
+        with_gate(p.has_g, [&](auto gate) {
+            constexpr int D = decltype(dim)::value;
+            constexpr bool G = decltype(gate)::value;
+            launch_smem(ctx, "flash_dq_kernel", flash_dq_kernel<D, G>, dim3(n_blocks, p.Hq), (long)sizeof(FlashSmem<D>), p);
+            launch_smem(ctx, "flash_dkdv_kernel", flash_dkdv_kernel<D, G>, dim3(n_blocks, p.H), (long)sizeof(FlashSmem<D>), p);
+        });
     });
 }

@@ -38,8 +38,7 @@ __device__ __forceinline__ void load_keys(FwdSmem<D> &sm, int k, const PathParam
     load_tile_async<PATH_C, D>(sm.V[k], vp, (long)p.H * D, vvalid);
     if (w16) load_tile_async<PATH_C, D>(sm.W[k], w16, D, PATH_C);
     if (u16) load_tile_async<PATH_C, D>(sm.U[k], u16, D, PATH_C);
-    if (p.has_g)
-        for (int r = threadIdx.x; r < PATH_C; r += blockDim.x) sm.glk[k][r] = p.Gl[(gb * p.Hq + hq) * PATH_C + r];
+    if (p.has_g) load_vec_async<PATH_C>(sm.glk[k], p.Gl + (gb * p.Hq + hq) * PATH_C, 1, PATH_C);
     cp_async_commit();
 }
 
