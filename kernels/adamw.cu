@@ -4,13 +4,17 @@
 
 #define ADAMW_THREADS 256
 
-/* the update of one element (adamw.h); returns the new parameter */
+/* the update of one element (adamw.h); returns the new parameter. Every operation rounded on its own
+ * (the _rn intrinsics are never fused into FMAs), as the CPU model's plain C does, so the result does
+ * not depend on where the compiler would contract: the vector and the one-element paths, and so a
+ * ZeRO-1 shard at any offset, update bit for bit alike. */
 __device__ __forceinline__ float adamw_one(const AdamWStep &s, float &p, float &m, float &v, float grad) {
-    float g = s.grad_mult * grad;
-    m = s.beta1 * m + (1.0f - s.beta1) * g;
-    v = s.beta2 * v + (1.0f - s.beta2) * g * g;
-    float mhat = m / s.bc1, vhat = v / s.bc2;
-    p = p - s.lr * (mhat / (sqrtf(vhat) + s.eps) + s.weight_decay * p);
+    float g = __fmul_rn(s.grad_mult, grad);
+    m = __fadd_rn(__fmul_rn(s.beta1, m), __fmul_rn(1.0f - s.beta1, g));
+    v = __fadd_rn(__fmul_rn(s.beta2, v), __fmul_rn(__fmul_rn(1.0f - s.beta2, g), g));
+    float mhat = __fdiv_rn(m, s.bc1), vhat = __fdiv_rn(v, s.bc2);
+    float step = __fadd_rn(__fdiv_rn(mhat, __fadd_rn(__fsqrt_rn(vhat), s.eps)), __fmul_rn(s.weight_decay, p));
+    p = __fsub_rn(p, __fmul_rn(s.lr, step));
     return p;
 }
 
