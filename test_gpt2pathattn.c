@@ -3,7 +3,10 @@
  * `make test` writes them to build/ref; format below and at the top of gpt_ref.py):
  *   1. logits, loss, every parameter gradient by tensor name, and the gradient norm against the twin;
  *   2. ten AdamW steps on the batch: the loss at each step, and the parameters after them; a step in two
- *      shards with grad_mult 0.5 equals one whole step on halved gradients, bit for bit;
+ *      shards with grad_mult 0.5 equals one whole step on halved gradients, bit for bit; a model with
+ *      ZeRO-1's sharded optimizer (gpt_shard_optimizer) updates its shard as the whole update does, bit
+ *      for bit, and holds shard-sized moments; backward hands every gradient, final, in exactly one range
+ *      to gpt_set_grad_ready's callback;
  *   3. finite differences: for every parameter tensor, the directional derivative of the loss along a
  *      random unit direction, central differences, against the analytic gradient;
  *   4. decoding with the key cache, token by token, equals the forward's logits;
@@ -244,6 +247,101 @@ static void check_shards(Gpt *g, const RefState *r) {
     free(grad); free(zeros); free(whole); free(sharded);
 }
 
+/* 2c. ZeRO-1's sharded optimizer: a second model keeps the moments of [b, e) only (gpt_shard_optimizer; a
+ * range strictly inside the buffer, odd ends) and pads its buffers by ZERO_PAD. From the same state as the
+ * first (random moments, grad_mult 0.5) its update of [b, e) equals the whole update there and leaves the
+ * other parameters alone; its moments take 4 (e - b) bytes each and copy out into [b, e) of the host array
+ * only; the padding of its gradient buffer is 0; the sum of squares of [b, e) is the serial double sum. */
+#define ZERO_PAD 5
+#define ZERO_SENTINEL (-7.0f) /* what gpt_copy_out must leave outside the shard */
+static void check_zero_shard(Gpt *g, const RefState *r) {
+    char name[160];
+    size_t n = g->num_params, b = n / 3 + 5, e = 2 * n / 3 + 3;
+    float *state[3] = {r->params, mallocCheck(sizeof(float) * n), mallocCheck(sizeof(float) * n)}; /* p, m, v */
+    float *want = mallocCheck(sizeof(float) * n), *got = mallocCheck(sizeof(float) * n);
+    Rng rng;
+    rng_init(&rng, 5);
+    for (size_t i = 0; i < n; i++) {
+        state[1][i] = r->grads[i] * (float)rng_normal(&rng);
+        state[2][i] = r->grads[i] * r->grads[i] * (0.5f + (float)rng_uniform(&rng)) + 1e-12f;
+    }
+    Gpt *z = model_from(r, &r->cfg, r->B, r->T), *both[2] = {g, z};
+    for (int k = 0; k < 2; k++) {
+        for (int which = GPT_PARAMS; which <= GPT_ADAM_V; which++) gpt_copy_in(both[k], which, state[which]);
+        gpt_copy_in(both[k], GPT_GRADS, r->grads);
+    }
+    gpt_shard_optimizer(z, b, e, n + ZERO_PAD);
+    size_t bytes[4];
+    for (int which = GPT_PARAMS; which <= GPT_GRADS; which++) bytes[which] = gpt_state_bytes(z, which);
+    char detail[160];
+    snprintf(detail, sizeof detail, "bytes: params %zu grads %zu m %zu v %zu; want %zu, %zu, %zu, %zu", bytes[0],
+             bytes[3], bytes[1], bytes[2], 4 * (n + ZERO_PAD), 4 * (n + ZERO_PAD), 4 * (e - b), 4 * (e - b));
+    snprintf(name, sizeof name, "%s ZeRO-1 moments shard-sized", r->name);
+    check_true(name, bytes[GPT_PARAMS] == 4 * (n + ZERO_PAD) && bytes[GPT_GRADS] == 4 * (n + ZERO_PAD) &&
+                     bytes[GPT_ADAM_M] == 4 * (e - b) && bytes[GPT_ADAM_V] == 4 * (e - b), detail);
+    gpt_update(g, &r->opt, r->lr, 0.5f, 3, 0, n);
+    gpt_update(z, &r->opt, r->lr, 0.5f, 3, b, e);
+    static const char *what[3] = {"params", "m", "v"};
+    for (int which = GPT_PARAMS; which <= GPT_ADAM_V; which++) {
+        gpt_copy_out(g, which, want); /* the whole update inside [b, e); outside: the start, or the sentinel */
+        for (size_t i = 0; i < n; i++) {
+            if (i < b || i >= e) want[i] = which == GPT_PARAMS ? state[which][i] : ZERO_SENTINEL;
+            got[i] = ZERO_SENTINEL;
+        }
+        gpt_copy_out(z, which, got);
+        snprintf(name, sizeof name, "%s ZeRO-1 shard update %s", r->name, what[which]);
+        check_value(name, "max_abs", max_abs_diff_f(got, want, n), SHARD_BAR);
+    }
+    double sum = 0.0, pad = 0.0;
+    for (size_t i = b; i < e; i++) sum += (double)r->grads[i] * r->grads[i];
+    for (size_t i = n; i < n + ZERO_PAD; i++) pad += fabs(gpt_grad_buffer(z)[i]);
+    snprintf(name, sizeof name, "%s ZeRO-1 shard sum of squares", r->name);
+    check_value(name, "abs", fabs(gpt_grad_sum_squares(z, b, e) - sum), 0.0);
+    snprintf(name, sizeof name, "%s ZeRO-1 gradient padding", r->name);
+    check_value(name, "max_abs", pad, 0.0);
+    gpt_free(z);
+    free(state[1]); free(state[2]); free(want); free(got);
+}
+
+/* 2d. gpt_set_grad_ready: over two micro-batches with the callback set for the second only (as train.c
+ * does), backward hands over every parameter in exactly one range, stream NULL, each range final when handed
+ * over: a copy taken then equals the gradient after backward (a range handed over too early would hold the
+ * first micro-batch's half of it). */
+typedef struct {
+    float *copy;  /* (n) the ranges as handed over */
+    int *count;   /* (n) how often each parameter was */
+    int calls, streams;
+} ReadyLog;
+
+static void log_range(void *ctx, float *grads, size_t begin, size_t end, void *stream) {
+    ReadyLog *log = ctx;
+    memcpy(log->copy + begin, grads + begin, sizeof(float) * (end - begin));
+    for (size_t i = begin; i < end; i++) log->count[i]++;
+    log->calls++;
+    log->streams += stream != NULL;
+}
+
+static void check_grad_ready(Gpt *g, const RefState *r) {
+    size_t n = g->num_params, once = 0;
+    ReadyLog log = {callocCheck(n, sizeof(float)), callocCheck(n, sizeof(int)), 0, 0};
+    gpt_copy_in(g, GPT_PARAMS, r->params);
+    gradient(g, r);
+    gpt_forward(g, r->inputs, r->targets, r->B, r->T);
+    gpt_set_grad_ready(g, log_range, &log);
+    gpt_backward(g, 1.0f / n_valid(r));
+    gpt_set_grad_ready(g, NULL, NULL);
+    for (size_t i = 0; i < n; i++) once += log.count[i] == 1;
+    char name[128], detail[128];
+    snprintf(detail, sizeof detail, "%d calls, %zu of %zu parameters once, %d with a stream", log.calls, once, n,
+             log.streams);
+    snprintf(name, sizeof name, "%s grad_ready covers each parameter once", r->name);
+    check_true(name, once == n && log.streams == 0, detail);
+    snprintf(name, sizeof name, "%s grad_ready ranges final when handed over", r->name);
+    check_value(name, "max_abs", max_abs_diff_f(log.copy, g->grads_memory, n), 0.0);
+    free(log.copy);
+    free(log.count);
+}
+
 /* The mean loss in double from the fp32 logits (the returned fp32 loss would round away ~1e-7). */
 static double loss_double(Gpt *g, const RefState *r) {
     gpt_forward(g, r->inputs, r->targets, r->B, r->T);
@@ -447,6 +545,8 @@ static void run_case(const char *dir, const char *case_name, int with_user_error
     check_against_twin(g, &r);
     check_steps(g, &r);
     check_shards(g, &r);
+    check_zero_shard(g, &r);
+    check_grad_ready(g, &r);
     check_finite_differences(g, &r);
     check_decoding(g, &r);
     gpt_free(g);

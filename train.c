@@ -22,16 +22,26 @@
  * Every rank holds the whole model and reads its own rows of every global batch (world W with B rows
  * per rank trains on the batches of world 1 with W B rows); per step the ranks sum their valid-target
  * counts (before backward: the gradient scale), their losses and their gradient buffers, so every rank
- * takes the same AdamW step and the weights stay identical. --zero 1 (ZeRO-1): each rank runs AdamW on
- * its shard [r S, (r+1) S) of the flat parameters, S = ceil(n / W), then the ranks all-gather the
- * updated parameters; before a checkpoint they all-gather the AdamW moments too, so rank 0's file holds
- * the whole state, as without ZeRO (the results are the same bit for bit: AdamW is elementwise). The
- * all-gathers go through host copies (gpt_copy_out / gpt_copy_in), as model/gpt.h offers no device
- * parameter buffer. Rank 0 alone prints, logs, evaluates, samples and writes checkpoints; on resume it
- * reads the checkpoint and sends header, parameters and moments to the others.
+ * takes the same AdamW step and the weights stay identical. The gradient sum (--overlap 1, the default):
+ * the last micro-batch's backward hands each layer's finished gradients to comm_allreduce_sum as it goes
+ * (gpt_set_grad_ready; the GPU model queues them on a side stream, so they overlap the layers below), and
+ * the step waits for them (comm_wait) before the norm; --overlap 0: one all-reduce of the whole buffer
+ * after backward. Both add the same numbers, so the weights are the same bits. --zero 1 (ZeRO-1): rank
+ * r keeps AdamW's moments only for its shard [r S, (r+1) S) of the flat parameters (S = ceil(n / W)
+ * rounded up to 64: shard_size; the model's buffers padded to W S: gpt_shard_optimizer), so they take
+ * 1/W of the memory; per step the gradient buffer is reduce-scattered after backward (each rank gets the
+ * sum of its shard; no overlap), the norm is the square root of the shards' sums of squares added over
+ * the ranks, each rank runs AdamW on its shard and the ranks all-gather the parameter buffer, all in the
+ * model's memory (device memory on GPUs). AdamW is elementwise, so the weights equal ZeRO off's bit for
+ * bit as long as clipping is inactive; the norm adds in another order and may differ in its last bits,
+ * and with it an active clip factor. Before a checkpoint the ranks all-gather the moments in host
+ * memory, so rank 0's file holds the whole state, the same file as without ZeRO. Rank 0 alone prints,
+ * logs, evaluates, samples and writes checkpoints; on resume it reads the checkpoint and sends header,
+ * parameters and moments to the others, and (ZeRO-1) each rank then keeps its shard of the moments.
  * checked by: tests/test_train.c (options, bit-exact resume through train_main, checkpoint files),
- * tests/test_data_parallel.c (train_cpu in 2 processes against one, ZeRO-1, tcp/file, resume),
- * tests/test_train_gpu.c (the GPU trainer: resume, mid-run saves, user errors). */
+ * tests/test_data_parallel.c (train_cpu in 2 processes against one, overlap on and off, ZeRO-1 and its
+ * memory, tcp/file, resume), tests/test_train_gpu.c (the GPU trainer: resume, mid-run saves, user
+ * errors). */
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -71,7 +81,7 @@ typedef struct {
     int eval_every, sample_every, sample_len, sample_prompt, top_k;
     double temperature;
     const char *log_path, *ckpt_dir, *resume, *rendezvous;
-    int ckpt_every, rank, world, local_rank, zero;
+    int ckpt_every, rank, world, local_rank, zero, overlap;
     double join_timeout, peak_tflops;
 } Settings;
 
@@ -160,7 +170,12 @@ static int settings_table(Settings *s, Option out[MAX_OPTIONS]) {
         OPTION("--join-timeout", OPT_DOUBLE, &s->join_timeout, "300", 0.1, 1e6, NULL, NULL,
                "seconds for every rank to join (tcp, file)"),
         OPTION("--zero", OPT_INT, &s->zero, "0", 0, 1, NULL, NULL,
-               "1: ZeRO-1, each rank runs AdamW on its 1/world of the parameters, then all-gather; 0: all of them"),
+               "1: ZeRO-1, each rank keeps AdamW's moments for its 1/world of the parameters and updates those "
+               "(gradients reduce-scattered, parameters all-gathered); 0: every rank all of them"),
+        OPTION("--overlap", OPT_INT, &s->overlap, "1", 0, 1, NULL, NULL,
+               "several ranks: 1 sums each layer's gradients as soon as the step's last backward has them (GPUs: on "
+               "a side stream, while backward goes on); 0: the whole buffer after backward; ZeRO-1 reduce-scatters "
+               "after backward either way"),
     };
     _Static_assert(sizeof t / sizeof t[0] <= MAX_OPTIONS, "MAX_OPTIONS must hold the table");
     int n = (int)(sizeof t / sizeof t[0]);
@@ -194,6 +209,8 @@ static int settings_check(const Settings *s, const Option *opts, int n, char *wh
     if (why[0]) return -1;
     if (s->rank >= s->world)
         snprintf(why, len, "--rank %d is not below --world %d", s->rank, s->world);
+    else if (s->zero && s->overlap && given(opts, n, "--overlap"))
+        snprintf(why, len, "--overlap 1 applies without --zero 1 (ZeRO-1 reduce-scatters the gradients after backward)");
     else if (s->ff_eval_paper && (given(opts, n, "--ff-eval-id") || given(opts, n, "--ff-eval-sparse") ||
                                   given(opts, n, "--ff-eval-dense")))
         snprintf(why, len, "--ff-eval-paper 1 sets the held-out sizes; do not also give --ff-eval-id/-sparse/-dense");
@@ -224,8 +241,10 @@ typedef struct {
     Gpt *model;
     Comm *comm;              /* the ranks (comm/comm.h); world 1: no transport */
     int zero;                /* ZeRO-1 with world > 1 */
-    size_t shard, shard_begin, shard_end; /* ZeRO-1: S = ceil(n_params / world); this rank's [begin, end) */
-    float *gathered;         /* (world S) ZeRO-1: host buffer of the all-gathers */
+    int overlap;             /* --overlap with world > 1 and no ZeRO-1 */
+    void *overlap_stream;    /* the stream gpt_set_grad_ready's callback was last given (NULL on the CPU) */
+    size_t shard;            /* ZeRO-1: S, parameters per rank (shard_size) */
+    size_t shard_begin, shard_end; /* the parameters this rank's AdamW updates: all, or (ZeRO-1) its shard */
     Schedule sched;
     AdamWConfig opt;
     SamplerConfig sampler;
@@ -345,6 +364,15 @@ static void setup_shards(Run *r) {
     r->val_batches = s->val_batches < r->val_dl.batches_per_epoch ? s->val_batches : (int)r->val_dl.batches_per_epoch;
 }
 
+/* ZeRO-1: S = ceil(n / world) rounded up to a multiple of 64, so that every shard starts on a 256-byte
+ * boundary (the GPU's AdamW loads 16 bytes at once where the moments and the parameters align alike; NCCL
+ * is fastest on aligned buffers). Rank r's shard is [r S, (r+1) S) within [0, n); the model's buffers
+ * are padded to world S for the collectives. */
+static size_t shard_size(size_t n, int world) {
+    size_t per_rank = (n + (size_t)world - 1) / (size_t)world;
+    return (per_rank + 63) / 64 * 64;
+}
+
 static void run_init(Run *r, const Settings *s, Comm *comm) {
     memset(r, 0, sizeof *r);
     r->s = *s;
@@ -374,10 +402,11 @@ static void run_init(Run *r, const Settings *s, Comm *comm) {
     r->model = gpt_create(&r->cfg, s->B, s->T, (uint64_t)s->seed);
     size_t n_params = gpt_num_params(r->model);
     r->zero = s->zero && s->world > 1;
-    r->shard = (n_params + (size_t)s->world - 1) / (size_t)s->world;
-    r->shard_begin = (size_t)s->rank * r->shard < n_params ? (size_t)s->rank * r->shard : n_params;
-    r->shard_end = r->shard_begin + r->shard < n_params ? r->shard_begin + r->shard : n_params;
-    if (r->zero) r->gathered = callocCheck((size_t)s->world * r->shard, sizeof(float));
+    r->overlap = s->overlap && s->world > 1 && !r->zero;
+    r->shard = shard_size(n_params, s->world);
+    size_t first = (size_t)s->rank * r->shard, last = first + r->shard; /* ZeRO-1's, clipped to [0, n) below */
+    r->shard_begin = !r->zero ? 0 : first < n_params ? first : n_params;
+    r->shard_end = !r->zero || last > n_params ? n_params : last;
 }
 
 static void run_free(Run *r) {
@@ -391,7 +420,6 @@ static void run_free(Run *r) {
     free(r->targets);
     free(r->row_x);
     free(r->row_y);
-    free(r->gathered);
 }
 
 /* MFU on the step line: the GPU trainer by default; train_cpu only with --peak-tflops given */
@@ -476,24 +504,32 @@ static void print_data(const Run *r, int start_step) {
     if (start_step) say(r, "resumed from '%s' at step %d\n", s->resume, start_step);
 }
 
-/* how the ranks joined, how a step combines them, and the model state each rank holds */
+/* how the ranks joined, how a step combines them, and the model state each rank holds (rank 0's figures;
+ * under ZeRO-1 the last ranks' shards may be shorter) */
 static void print_processes(const Run *r) {
     const Settings *s = &r->s;
-    double n = (double)gpt_num_params(r->model), mb = 4.0 / (1 << 20), mine = (double)(r->shard_end - r->shard_begin);
+    double mb = 1.0 / (1 << 20);
+    size_t params = gpt_state_bytes(r->model, GPT_PARAMS), grads = gpt_state_bytes(r->model, GPT_GRADS);
+    size_t moments = gpt_state_bytes(r->model, GPT_ADAM_M) + gpt_state_bytes(r->model, GPT_ADAM_V);
     if (s->world == 1) say(r, "processes: 1 (%s)\n", comm_describe(r->comm));
     else say(r, "processes: world %d, %s; rank 0 is local rank %d\n", s->world, comm_describe(r->comm), s->local_rank);
+    char when[96];
+    if (r->overlap) snprintf(when, sizeof when, "layer by layer during the backward of micro-batch %d of %d", s->grad_accum,
+                             s->grad_accum);
+    else snprintf(when, sizeof when, "after %d micro-batch%s", s->grad_accum, s->grad_accum > 1 ? "es" : "");
     if (s->world > 1)
-        say(r, "  every step: valid targets, losses and gradients summed over the ranks (gradients once, after %d "
-               "micro-batch%s); %s\n", s->grad_accum, s->grad_accum > 1 ? "es" : "",
-            r->zero ? "ZeRO-1: AdamW on each rank's shard, then the parameters all-gathered" : "AdamW on every rank");
+        say(r, "  every step: valid targets, losses and gradients summed over the ranks (gradients once, %s); %s\n", when,
+            r->zero ? "ZeRO-1: gradients reduce-scattered, AdamW on each rank's shard, then the parameters all-gathered"
+                    : "AdamW on every rank");
     if (s->zero && !r->zero) say(r, "  --zero 1 with one process: nothing to shard, AdamW runs on all parameters\n");
     say(r, "memory per rank (model state; activations come on top): parameters %.2f MB, gradients %.2f MB, AdamW m and "
-           "v %.2f MB", n * mb, n * mb, 2 * n * mb);
+           "v %.2f MB", params * mb, grads * mb, moments * mb);
     if (r->zero)
-        say(r, " of which this rank updates %.2f MB (the model allocates all), host buffer for the all-gathers %.2f MB",
-            2 * mine * mb, (double)s->world * r->shard * mb);
+        say(r, " (ZeRO-1: this rank's shard, %zu of %zu parameters; each checkpoint gathers the moments in %.2f MB of "
+               "host memory)", r->shard_end - r->shard_begin, gpt_num_params(r->model), 8.0 * s->world * r->shard * mb);
     say(r, "\n");
-    log_kv(r, "event=processes world=%d zero=%d", s->world, r->zero);
+    log_kv(r, "event=processes world=%d zero=%d overlap=%d shard=%zu param_bytes=%zu grad_bytes=%zu moment_bytes=%zu",
+           s->world, r->zero, r->overlap, r->shard_end - r->shard_begin, params, grads, moments);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -519,21 +555,46 @@ typedef struct {
     float norm;
 } StepResult;
 
-/* ZeRO-1: every rank's shard of state which (GPT_PARAMS, GPT_ADAM_M or GPT_ADAM_V) to every rank */
-static void gather_shards(Run *r, int which) {
-    gpt_copy_out(r->model, which, r->gathered);
-    comm_allgather_host(r->comm, r->gathered, r->shard);
-    gpt_copy_in(r->model, which, r->gathered);
+/* gpt_set_grad_ready's callback (--overlap): a range of the step's gradients, final, summed over the ranks */
+static void sum_range(void *ctx, float *grads, size_t begin, size_t end, void *stream) {
+    Run *r = ctx;
+    comm_allreduce_sum(r->comm, grads + begin, end - begin, stream);
+    r->overlap_stream = stream;
 }
 
-/* AdamW step t on every parameter, or (ZeRO-1) on this rank's shard, then the updated shards to all */
-static void update(Run *r, float lr, float grad_mult, int t) {
+/* The gradients summed over the ranks and their global norm. --overlap: backward has queued the sums
+ * (sum_range); they are waited for here, watching for a failed rank. ZeRO-1: only this rank's shard is
+ * summed (reduce-scatter), and the norm comes from the shards' sums of squares, added over the ranks in
+ * double: another order than gpt_grad_norm's, so it may differ in the last bits (and so may the clip
+ * factor). */
+static float sum_gradients(Run *r) {
+    float *grads = gpt_grad_buffer(r->model);
     if (!r->zero) {
-        gpt_update(r->model, &r->opt, lr, grad_mult, t, 0, gpt_num_params(r->model));
-        return;
+        if (r->overlap) comm_wait(r->comm, r->overlap_stream);
+        else comm_allreduce_sum(r->comm, grads, gpt_num_params(r->model), NULL);
+        return gpt_grad_norm(r->model);
     }
+    comm_reduce_scatter_sum(r->comm, grads, r->shard, NULL);
+    double sum = gpt_grad_sum_squares(r->model, r->shard_begin, r->shard_end);
+    comm_sum_host(r->comm, &sum, 1);
+    return (float)sqrt(sum);
+}
+
+/* AdamW step t on this rank's parameters; ZeRO-1: then every rank's updated shard to every rank */
+static void update(Run *r, float lr, float grad_mult, int t) {
     gpt_update(r->model, &r->opt, lr, grad_mult, t, r->shard_begin, r->shard_end);
-    gather_shards(r, GPT_PARAMS);
+    if (!r->zero) return;
+    comm_allgather(r->comm, gpt_param_buffer(r->model), r->shard, NULL);
+    gpt_params_written(r->model);
+}
+
+/* ZeRO-1: AdamW moment which (GPT_ADAM_M or GPT_ADAM_V) from every rank's shard, on every rank: a host
+ * array of world S floats whose first n_params are the moment in table order (free it) */
+static float *gather_moments(Run *r, int which) {
+    float *buf = callocCheck((size_t)r->s.world * r->shard, sizeof(float));
+    gpt_copy_out(r->model, which, buf); /* this rank's [begin, end) = [rank S, ...) of it */
+    comm_allgather_host(r->comm, buf, r->shard);
+    return buf;
 }
 
 /* One optimizer step (0-based step). */
@@ -553,11 +614,12 @@ static StepResult train_step(Run *r, int step) {
     for (int a = 0; a < s->grad_accum; a++) {
         GptLoss l = gpt_forward(r->model, r->inputs + a * BT, r->targets + a * BT, s->B, s->T);
         loss_sum += (double)l.loss * l.n_valid;
+        if (r->overlap && a == s->grad_accum - 1) gpt_set_grad_ready(r->model, sum_range, r); /* final gradients */
         gpt_backward(r->model, grad_scale);
     }
+    gpt_set_grad_ready(r->model, NULL, NULL);
     comm_sum_host(r->comm, &loss_sum, 1);
-    comm_allreduce_sum(r->comm, gpt_grad_buffer(r->model), gpt_num_params(r->model), NULL); /* once per step */
-    StepResult res = {n_valid ? loss_sum / n_valid : 0.0, schedule_lr(&r->sched, step), gpt_grad_norm(r->model)};
+    StepResult res = {n_valid ? loss_sum / n_valid : 0.0, schedule_lr(&r->sched, step), sum_gradients(r)};
     if (!isfinite(res.norm) || !isfinite(res.loss))
         die("step %d: loss %g, gradient norm %g; stopping (try a lower --lr)", step + 1, res.loss, res.norm);
     float grad_mult = s->clip > 0 && res.norm > s->clip ? (float)(s->clip / res.norm) : 1.0f;
@@ -752,14 +814,15 @@ static CheckpointHeader run_header(const Run *r, int done) {
     return h;
 }
 
-static void save_checkpoint(Run *r, int done) {
+/* m, v: NULL, or (ZeRO-1) the gathered moments */
+static void save_checkpoint(Run *r, int done, const float *m, const float *v) {
     const char *dir = r->s.ckpt_dir;
     if (mkdir(dir, 0777) != 0 && errno != EEXIST) die("--ckpt-dir: cannot create '%s': %s", dir, strerror(errno));
     char path[4096], why[1024];
     snprintf(path, sizeof path, "%s/ckpt_%08d.bin", dir, done);
     CheckpointHeader h = run_header(r, done);
     double t0 = now_s();
-    if (checkpoint_save(path, r->model, &h, why, sizeof why)) die("%s", why);
+    if (checkpoint_save(path, r->model, &h, m, v, why, sizeof why)) die("%s", why);
     say(r, "checkpoint step %d | %s | %.1f s\n", done, path, now_s() - t0);
     log_kv(r, "event=checkpoint step=%d path=%s", done, path);
 }
@@ -842,6 +905,8 @@ static int train_main(int argc, char **argv) {
     run_init(&r, &s, comm);
     setup_mfu(&r, opts, n);
     int start = s.resume[0] ? resume(&r) : 0;
+    if (r.zero) /* after resume, whose broadcast needs rank 0's whole moments */
+        gpt_shard_optimizer(r.model, r.shard_begin, r.shard_end, (size_t)s.world * r.shard);
     print_settings(&r, opts, n, start);
     print_model(&r);
     print_data(&r, start);
@@ -855,15 +920,19 @@ static int train_main(int argc, char **argv) {
         int done = step + 1, last = done == s.steps;
         report_step(&r, done, &res, dt);
         int ckpt = s.ckpt_dir[0] && due(done, s.ckpt_every, last);
-        if (ckpt && r.zero) { /* every rank's shard of the moments, for rank 0's file */
-            gather_shards(&r, GPT_ADAM_M);
-            gather_shards(&r, GPT_ADAM_V);
+        float *m = NULL, *v = NULL; /* ZeRO-1: every rank's shard of the moments, for rank 0's file */
+        if (ckpt && r.zero) {
+            m = gather_moments(&r, GPT_ADAM_M);
+            v = gather_moments(&r, GPT_ADAM_V);
         }
-        if (!r.main_rank) continue;
-        if (due(done, s.eval_every, last) && !r.shards) evaluate_flipflop(&r, done);
-        if (due(done, s.eval_every, last) && r.has_val) evaluate_shards(&r, done);
-        if (s.sample_every && due(done, s.sample_every, last)) sample(&r, done);
-        if (ckpt) save_checkpoint(&r, done);
+        if (r.main_rank) {
+            if (due(done, s.eval_every, last) && !r.shards) evaluate_flipflop(&r, done);
+            if (due(done, s.eval_every, last) && r.has_val) evaluate_shards(&r, done);
+            if (s.sample_every && due(done, s.sample_every, last)) sample(&r, done);
+            if (ckpt) save_checkpoint(&r, done, m, v);
+        }
+        free(m);
+        free(v);
     }
     say(&r, "done: %d steps in %.1f s (%.1f s of training steps)\n", s.steps - start, now_s() - t_start, t_train);
     log_kv(&r, "event=done steps=%d seconds=%.3f train_seconds=%.3f", s.steps - start, now_s() - t_start, t_train);

@@ -229,3 +229,7 @@ void comm_reduce_scatter_sum(Comm *c, float *buf, size_t n_per_rank, void *strea
 void comm_allgather(Comm *c, float *buf, size_t n_per_rank, void *stream) {
     if (c->transport != TRANSPORT_NONE) comm_model_backend.allgather(c, buf, n_per_rank, stream);
 }
+
+void comm_wait(Comm *c, void *stream) {
+    if (c->transport != TRANSPORT_NONE) comm_model_backend.wait(c, stream);
+}

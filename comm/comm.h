@@ -32,22 +32,25 @@
  *          stream: NULL, or a cudaStream_t (the NCCL backend). NULL: the call waits for all work on the
  *          device (cudaDeviceSynchronize), runs the collective on the backend's own stream and returns
  *          when it is done, watching for NCCL errors. A stream: the collective is queued on it and the
- *          call returns at once; the caller orders it with events. The host backend takes no stream.
+ *          call returns at once; the caller orders it with events, and comm_wait waits for that stream
+ *          with the same watch. The host backend takes no stream.
  *   In place: comm_reduce_scatter_sum takes world * n_per_rank elements and leaves at buf + rank *
  *   n_per_rank the sum over the ranks of that part (the rest of buf is undefined afterwards);
  *   comm_allgather takes each rank's part at buf + rank * n_per_rank and leaves all parts on every rank.
  *   Every rank must make the same collective calls in the same order with the same sizes.
  *
- * The GPU model (model/gpt_gpu.c) and several GPUs. Needed: gpt_create must take the device comm_init
- * made current (cudaGetDevice), not device 0. Then train.c's one comm_allreduce_sum(c, gpt_grad_buffer,
- * n, NULL) per step is correct. To overlap the reduction with backward, per layer on a side stream, on
- * the last micro-batch of a step only: once layer l's parameter gradients are final on the compute
- * stream, cudaEventRecord(ev, compute); cudaStreamWaitEvent(side, ev); then comm_allreduce_sum(c, slice,
- * n, side) for each of layer l's slices (params.h is tensor-major: one contiguous slice per layered
- * tensor, e.g. qkvw + l 3C C), in the same order on every rank; before gpt_grad_norm the compute stream
- * waits for the side stream; train.c then skips its own call. ZeRO-1 on the device would use
- * comm_reduce_scatter_sum on the gradients and comm_allgather on the parameters (gpt.h would need a
- * parameter buffer and a norm over a range for that; train.c goes through host copies meanwhile).
+ * How train.c uses them, once per optimizer step (model/gpt.h; the GPU model runs on the device comm_init
+ * made current). --overlap 1 (the default with several ranks): during the last micro-batch's backward,
+ * once layer l's parameter gradients are final on the compute stream, the GPU model records an event
+ * there and makes its side stream wait for it (gpt_set_grad_ready), and train.c's callback queues
+ * comm_allreduce_sum(c, grads + begin, end - begin, side) for each of layer l's slices (params.h is
+ * tensor-major: one contiguous slice per layered tensor, e.g. qkvw + l 3C C), then the embeddings' and
+ * lnf's, in the same order on every rank; gpt_backward ends with the compute stream waiting for the side
+ * stream, and train.c calls comm_wait(c, side) before the norm. (The CPU model makes the same calls
+ * synchronously, stream NULL.) --overlap 0: comm_allreduce_sum(c, gpt_grad_buffer, n, NULL) after
+ * backward. ZeRO-1 (rank r owns the shard [r S, (r+1) S) of the n parameters; the model's buffers are
+ * padded to world S elements): comm_reduce_scatter_sum(c, gpt_grad_buffer, S, NULL) after backward,
+ * AdamW on the shard, then comm_allgather(c, gpt_param_buffer, S, NULL).
  *
  * Errors: comm_init returns -1 with a one-line reason for what a user can fix (a bad rendezvous, ranks
  * that do not all join in time, world or rank that disagree, more ranks on a machine than GPUs, MPI or
@@ -95,6 +98,9 @@ void comm_barrier(Comm *c);
 void comm_allreduce_sum(Comm *c, float *buf, size_t n, void *stream);
 void comm_reduce_scatter_sum(Comm *c, float *buf, size_t n_per_rank, void *stream);
 void comm_allgather(Comm *c, float *buf, size_t n_per_rank, void *stream);
+/* Returns once the collectives queued on stream are done, watching for a failed rank as the NULL-stream
+ * calls do (NULL: at once) */
+void comm_wait(Comm *c, void *stream);
 
 #ifdef __cplusplus
 }

@@ -63,6 +63,7 @@ typedef struct {
     void (*allreduce_sum)(Comm *c, float *buf, size_t n, void *stream);
     void (*reduce_scatter_sum)(Comm *c, float *buf, size_t n_per_rank, void *stream);
     void (*allgather)(Comm *c, float *buf, size_t n_per_rank, void *stream);
+    void (*wait)(Comm *c, void *stream);
     void (*free)(Comm *c);
 } CommModelBackend;
 

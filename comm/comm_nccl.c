@@ -10,7 +10,8 @@
  * stream, then a wait that polls ncclCommGetAsyncError and (over the TCP hub) the hub's connections, so
  * a network failure or a rank that died ends this process naming the rank and the call (after
  * ncclCommAbort) instead of hanging; under mpirun, mpirun ends the job when a rank dies. A stream given:
- * the collective is queued on it and the call returns; errors surface at the next NULL-stream call.
+ * the collective is queued on it and the call returns; comm_wait on that stream waits with the same
+ * watch (errors also surface at the next NULL-stream call).
  * Failures: NCCL_CHECK prints the rank, the call, file:line, ncclGetErrorString and ncclGetLastError.
  * checked by: tests/test_comm_gpu.cu (a group of one on one GPU); several GPUs: README,
  * "Multiple processes and GPUs". */
@@ -94,12 +95,12 @@ static cudaStream_t start(Comm *c, const float *buf, void *stream, const char *c
     return ((Nccl *)c->model)->stream;
 }
 
-/* NULL stream: wait for our stream, watching for NCCL's asynchronous errors and, over the TCP hub, for a
- * rank that is gone (NCCL alone may wait for it forever) */
-static void finish(Comm *c, void *stream, const char *call) {
+/* Waits for stream st, watching for NCCL's asynchronous errors and, over the TCP hub, for a rank that is
+ * gone (NCCL alone may wait for it forever) */
+static void wait_stream(Comm *c, cudaStream_t st, const char *call) {
     Nccl *s = c->model;
-    for (unsigned spins = 0; !stream; spins++) {
-        cudaError_t err = cudaStreamQuery(s->stream);
+    for (unsigned spins = 0;; spins++) {
+        cudaError_t err = cudaStreamQuery(st);
         if (err == cudaSuccess) return;
         if (err != cudaErrorNotReady) CUDA_CHECK(err);
         ncclResult_t async;
@@ -115,6 +116,15 @@ static void finish(Comm *c, void *stream, const char *call) {
         }
         sched_yield();
     }
+}
+
+/* NULL stream: the collective is done on our stream when the call returns */
+static void finish(Comm *c, void *stream, const char *call) {
+    if (!stream) wait_stream(c, ((Nccl *)c->model)->stream, call);
+}
+
+static void nccl_wait(Comm *c, void *stream) {
+    if (stream) wait_stream(c, (cudaStream_t)stream, "comm_wait");
 }
 
 static void nccl_allreduce_sum(Comm *c, float *buf, size_t n, void *stream) {
@@ -147,4 +157,4 @@ static void nccl_free(Comm *c) {
 }
 
 const CommModelBackend comm_model_backend = {"device memory (NCCL)", nccl_init, nccl_allreduce_sum,
-                                             nccl_reduce_scatter_sum, nccl_allgather, nccl_free};
+                                             nccl_reduce_scatter_sum, nccl_allgather, nccl_wait, nccl_free};

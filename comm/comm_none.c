@@ -12,4 +12,5 @@ static int none_init(Comm *c, char *why, size_t why_len) {
     return -1;
 }
 
-const CommModelBackend comm_model_backend = {"device memory, but no NCCL in this build", none_init, NULL, NULL, NULL, NULL};
+const CommModelBackend comm_model_backend = {"device memory, but no NCCL in this build", none_init, NULL, NULL, NULL,
+                                             NULL, NULL};

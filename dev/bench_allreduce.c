@@ -1,5 +1,6 @@
-/* bench_allreduce.c: all-reduce bandwidth of comm/comm.h as train.c uses it: comm_allreduce_sum on one
- * fp32 buffer with the NULL stream (blocking), for sizes from --min-mb to --max-mb, doubling.
+/* bench_allreduce.c: all-reduce bandwidth of comm/comm.h as train.c uses it with --overlap 0:
+ * comm_allreduce_sum on one fp32 buffer with the NULL stream (blocking), for sizes from --min-mb to
+ * --max-mb, doubling (--overlap 1 makes one such call per tensor slice of a layer).
  * Built twice (Makefile, "Multiple processes"): bench_allreduce_cpu (host buffers, comm_host.c: MPI or
  * the TCP hub) and bench_allreduce (device buffers, comm_nccl.c; PATHGPT_BENCH_DEVICE). Ranks join as
  * train does: under mpirun, or RANK / WORLD_SIZE / LOCAL_RANK and PATHGPT_RENDEZVOUS.

@@ -161,10 +161,13 @@ static int fail(char *why, size_t why_len, const char *fmt, const char *path, co
 
 /* Writes the whole file at tmp; 0, or -1 with a reason (the temp file is removed). The checksum
  * slot is filled in last, by rewriting the header once the body has been hashed. */
-static int write_file(const char *tmp, Gpt *g, const CheckpointHeader *h, char *why, size_t why_len) {
+static int write_file(const char *tmp, Gpt *g, const CheckpointHeader *h, const float *m, const float *v, char *why,
+                      size_t why_len) {
+    size_t n = gpt_num_params(g);
+    if (!m && gpt_state_bytes(g, GPT_ADAM_M) < sizeof(float) * n)
+        die("checkpoint_save: the model holds a shard of the AdamW moments; pass the gathered m and v");
     FILE *fp = fopen(tmp, "wb");
     if (!fp) return fail(why, why_len, "cannot create checkpoint '%s': %s", tmp, strerror(errno));
-    size_t n = gpt_num_params(g);
     CheckpointHeader hn = *h;
     hn.n_params = n;
     uint64_t slots[CHECKPOINT_SLOTS];
@@ -172,10 +175,12 @@ static int write_file(const char *tmp, Gpt *g, const CheckpointHeader *h, char *
     uint64_t sum = fnv1a(FNV_OFFSET, slots, HEADER_BYTES);
     int ok = fwrite(slots, 1, HEADER_BYTES, fp) == HEADER_BYTES;
     float *buf = mallocCheck(sizeof(float) * n);
+    const float *given[3] = {NULL, m, v}; /* by GPT_PARAMS, GPT_ADAM_M, GPT_ADAM_V */
     for (int which = GPT_PARAMS; which <= GPT_ADAM_V && ok; which++) {
-        gpt_copy_out(g, which, buf);
-        sum = fnv1a(sum, buf, sizeof(float) * n);
-        ok = fwrite(buf, sizeof(float), n, fp) == n;
+        if (!given[which]) gpt_copy_out(g, which, buf);
+        const float *x = given[which] ? given[which] : buf;
+        sum = fnv1a(sum, x, sizeof(float) * n);
+        ok = fwrite(x, sizeof(float), n, fp) == n;
     }
     free(buf);
     slots[S_CHECKSUM] = sum;
@@ -188,12 +193,13 @@ static int write_file(const char *tmp, Gpt *g, const CheckpointHeader *h, char *
     return fail(why, why_len, "cannot write checkpoint '%s': %s", tmp, err);
 }
 
-int checkpoint_save(const char *path, Gpt *g, const CheckpointHeader *h, char *why, size_t why_len) {
+int checkpoint_save(const char *path, Gpt *g, const CheckpointHeader *h, const float *m, const float *v, char *why,
+                    size_t why_len) {
     why[0] = '\0';
     size_t len = strlen(path) + 5;
     char *tmp = mallocCheck(len);
     snprintf(tmp, len, "%s.tmp", path);
-    int rc = write_file(tmp, g, h, why, why_len);
+    int rc = write_file(tmp, g, h, m, v, why, why_len);
     if (rc == 0 && rename(tmp, path) != 0) {
         rc = fail(why, why_len, "cannot rename the new checkpoint to '%s': %s", path, strerror(errno));
         unlink(tmp);

@@ -8,7 +8,8 @@
  *           data source, the flip-flop generator state and the shard loader's DataLoaderState
  *           (10 slots); unused slots 0. Signed fields are stored as two's-complement int64.
  *   body    parameters, AdamW m, AdamW v: n_params fp32 each, in parameter-table order
- *           (params.h, via gpt_copy_out / gpt_copy_in).
+ *           (params.h, via gpt_copy_out / gpt_copy_in); the same file with ZeRO-1, whose ranks gather
+ *           their shards of the moments for it (train.c).
  *   size    exactly 1024 + 12 n_params bytes.
  *   checksum  64-bit FNV-1a over the header (checksum slot taken as 0) and the body.
  * RNG: the data generator's state is the only random state a run carries (initialisation happens
@@ -49,8 +50,11 @@ typedef struct {
     uint64_t n_params;           /* set from the model by checkpoint_save */
 } CheckpointHeader;
 
-/* Writes g's parameters and AdamW state with h (n_params taken from g). 0, or -1 with a reason. */
-int checkpoint_save(const char *path, Gpt *g, const CheckpointHeader *h, char *why, size_t why_len);
+/* Writes g's parameters and AdamW state with h (n_params taken from g). m, v: NULL for g's own moments,
+ * else the moments to write (n_params host floats each): a model that keeps only its shard of them
+ * (ZeRO-1, gpt_shard_optimizer) needs the ranks' shards gathered. 0, or -1 with a reason. */
+int checkpoint_save(const char *path, Gpt *g, const CheckpointHeader *h, const float *m, const float *v, char *why,
+                    size_t why_len);
 
 /* Reads and checks the header of path (magic, version, config, size). 0, or -1 with a reason. */
 int checkpoint_read_header(const char *path, CheckpointHeader *h, char *why, size_t why_len);
@@ -60,8 +64,8 @@ int checkpoint_read_header(const char *path, CheckpointHeader *h, char *why, siz
 int checkpoint_compare(const CheckpointHeader *saved, const CheckpointHeader *run, char *why, size_t why_len);
 
 /* Reads path's header into saved, compares it with run, checks the checksum, then loads the
- * parameters and AdamW moments into g (whose config must be run->cfg). 0, or -1 with a reason and
- * g unchanged. */
+ * parameters and AdamW moments into g (whose config must be run->cfg; a model with a shard of the
+ * moments takes that shard's). 0, or -1 with a reason and g unchanged. */
 int checkpoint_load(const char *path, Gpt *g, const CheckpointHeader *run, CheckpointHeader *saved,
                     char *why, size_t why_len);
 

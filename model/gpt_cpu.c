@@ -16,8 +16,10 @@
  * Documents: position t of a row starts one if t == 0 or its token is doc_token (doc_token >= 0);
  * positions count from the start; attention, the conv and the gate sums never cross a start.
  * Backward: every step by hand, in reverse. Parameter gradients accumulate (+=) until gpt_zero_grad;
- * activation gradients use one layer's scratch (gpt_cpu.h).
- * Decoding: a key cache, one token per sequence per step (section "decoding" below).
+ * activation gradients use one layer's scratch (gpt_cpu.h). Each layer's finished parameter gradients,
+ * then the embeddings' and lnf's, go to gpt_set_grad_ready's callback, if one is set.
+ * Decoding: a key cache, one token per sequence per step (section "decoding" below); the prefill is those
+ * steps over the prompt.
  * Parallel: OpenMP over rows or over output channels, never two threads on one element, so results
  * do not depend on the thread count.
  * Checked by test_gpt2pathattn.c: against dev/gpt_ref.py (PyTorch, float64), by finite differences,
@@ -608,6 +610,7 @@ Gpt *gpt_create(const ModelConfig *cfg, int B, int T, uint64_t seed) {
     g->B = B;
     g->T = T;
     g->num_params = param_specs(cfg, g->specs);
+    g->buffer_elems = g->moment_end = g->num_params;
     g->params_memory = mallocCheck(sizeof(float) * g->num_params);
     g->grads_memory = callocCheck(g->num_params, sizeof(float));
     g->m_memory = callocCheck(g->num_params, sizeof(float));
@@ -639,7 +642,11 @@ void gpt_free(Gpt *g) {
 const ModelConfig *gpt_config(const Gpt *g) { return &g->cfg; }
 size_t gpt_num_params(const Gpt *g) { return g->num_params; }
 
-static float *state_buffer(Gpt *g, int which, const char *who) {
+/* State array which: its memory, which holds the flat parameters [*begin, *end) from its start */
+static float *state_buffer(const Gpt *g, int which, size_t *begin, size_t *end, const char *who) {
+    int moment = which == GPT_ADAM_M || which == GPT_ADAM_V;
+    *begin = moment ? g->moment_begin : 0;
+    *end = moment ? g->moment_end : g->num_params;
     switch (which) {
     case GPT_PARAMS: return g->params_memory;
     case GPT_ADAM_M: return g->m_memory;
@@ -650,11 +657,45 @@ static float *state_buffer(Gpt *g, int which, const char *who) {
 }
 
 void gpt_copy_out(Gpt *g, int which, float *host) {
-    memcpy(host, state_buffer(g, which, "gpt_copy_out"), sizeof(float) * g->num_params);
+    size_t begin, end;
+    const float *buf = state_buffer(g, which, &begin, &end, "gpt_copy_out");
+    memcpy(host + begin, buf, sizeof(float) * (end - begin));
 }
 
 void gpt_copy_in(Gpt *g, int which, const float *host) {
-    memcpy(state_buffer(g, which, "gpt_copy_in"), host, sizeof(float) * g->num_params);
+    size_t begin, end;
+    float *buf = state_buffer(g, which, &begin, &end, "gpt_copy_in");
+    memcpy(buf, host + begin, sizeof(float) * (end - begin));
+}
+
+size_t gpt_state_bytes(const Gpt *g, int which) {
+    size_t begin, end;
+    state_buffer(g, which, &begin, &end, "gpt_state_bytes");
+    return sizeof(float) * (which == GPT_ADAM_M || which == GPT_ADAM_V ? end - begin : g->buffer_elems);
+}
+
+/* n_new floats (zeros) holding the n_keep of old from its element first; frees old */
+static float *moved(float *old, size_t first, size_t n_keep, size_t n_new) {
+    float *buf = callocCheck(n_new, sizeof(float));
+    memcpy(buf, old + first, sizeof(float) * n_keep);
+    free(old);
+    return buf;
+}
+
+void gpt_shard_optimizer(Gpt *g, size_t begin, size_t end, size_t n_padded) {
+    if (begin > end || begin < g->moment_begin || end > g->moment_end || n_padded < g->buffer_elems)
+        die("gpt_shard_optimizer: shard [%zu, %zu), buffers of %zu: the shard must lie inside the moments the model "
+            "holds, [%zu, %zu), and the buffers cannot shrink below %zu", begin, end, n_padded, g->moment_begin,
+            g->moment_end, g->buffer_elems);
+    g->m_memory = moved(g->m_memory, begin - g->moment_begin, end - begin, end - begin);
+    g->v_memory = moved(g->v_memory, begin - g->moment_begin, end - begin, end - begin);
+    g->params_memory = moved(g->params_memory, 0, g->buffer_elems, n_padded);
+    g->grads_memory = moved(g->grads_memory, 0, g->buffer_elems, n_padded);
+    param_point(g->specs, g->params_memory, &g->params);
+    param_point(g->specs, g->grads_memory, &g->grads);
+    g->moment_begin = begin;
+    g->moment_end = end;
+    g->buffer_elems = n_padded;
 }
 
 /* Every token of tokens (rows x cols) must be a real vocabulary id. */
@@ -710,6 +751,18 @@ GptLoss gpt_forward(Gpt *g, const int *inputs, const int *targets, int B, int T)
                                         cfg->padded_vocab_size);
 }
 
+/* gpt_set_grad_ready: the ranges backward has finished, layer l's or (l = -1) the unstacked tensors' */
+static void grads_ready(Gpt *g, int l) {
+    ParamRange r[NUM_PARAM_TENSORS];
+    int n = g->ready_fn ? param_layer_ranges(g->specs, g->cfg.n_layer, l, r) : 0;
+    for (int i = 0; i < n; i++) g->ready_fn(g->ready_ctx, g->grads_memory, r[i].begin, r[i].end, NULL);
+}
+
+void gpt_set_grad_ready(Gpt *g, GptGradReady fn, void *ctx) {
+    g->ready_fn = fn;
+    g->ready_ctx = ctx;
+}
+
 void gpt_backward(Gpt *g, float grad_scale) {
     const ModelConfig *cfg = &g->cfg;
     if (!g->has_targets) die("gpt_backward: the last gpt_forward had no targets (or there was none)");
@@ -732,31 +785,40 @@ void gpt_backward(Gpt *g, float grad_scale) {
         block_finish_backward(g, &lp, &gp, &a, N);
         attention_backward(g, &a, N);
         attn_project_backward(g, &lp, &gp, &a, x, N);
+        grads_ready(g, l);
     }
     encoder_backward(g->grads.wte, cfg->attn == ATTN_LEARNED ? g->grads.wpe : NULL, da->dresidual, g->inputs,
                      g->pos, N, C);
+    grads_ready(g, -1);
 }
 
-void gpt_zero_grad(Gpt *g) { memset(g->grads_memory, 0, sizeof(float) * g->num_params); }
+void gpt_zero_grad(Gpt *g) { memset(g->grads_memory, 0, sizeof(float) * g->buffer_elems); }
 
 float *gpt_grad_buffer(Gpt *g) { return g->grads_memory; }
+float *gpt_param_buffer(Gpt *g) { return g->params_memory; }
+void gpt_params_written(Gpt *g) { (void)g; /* the matmuls read params_memory itself */ }
 
-float gpt_grad_norm(Gpt *g) {
+double gpt_grad_sum_squares(Gpt *g, size_t begin, size_t end) {
+    if (begin > end || end > g->num_params)
+        die("gpt_grad_sum_squares: range [%zu, %zu) is not inside the %zu parameters", begin, end, g->num_params);
     double sum = 0.0; /* serial: the same sum whatever the thread count */
-    for (size_t i = 0; i < g->num_params; i++) sum += (double)g->grads_memory[i] * g->grads_memory[i];
-    return (float)sqrt(sum);
+    for (size_t i = begin; i < end; i++) sum += (double)g->grads_memory[i] * g->grads_memory[i];
+    return sum;
 }
+
+float gpt_grad_norm(Gpt *g) { return (float)sqrt(gpt_grad_sum_squares(g, 0, g->num_params)); }
 
 void gpt_update(Gpt *g, const AdamWConfig *opt, float lr, float grad_mult, int t, size_t begin, size_t end) {
     if (t < 1) die("gpt_update: step t = %d must be at least 1", t);
-    if (begin > end || end > g->num_params)
-        die("gpt_update: range [%zu, %zu) is not inside the %zu parameters", begin, end, g->num_params);
+    if (begin > end || begin < g->moment_begin || end > g->moment_end)
+        die("gpt_update: range [%zu, %zu) is not inside [%zu, %zu), the parameters whose AdamW moments the model "
+            "holds", begin, end, g->moment_begin, g->moment_end);
     AdamWSegment seg[NUM_PARAM_TENSORS];
     int count = adamw_segments(g->specs, begin, end, seg);
     for (int i = 0; i < count; i++) {
-        size_t o = seg[i].begin;
-        adamw_step(opt, lr, grad_mult, t, seg[i].decay, g->params_memory + o, g->grads_memory + o, g->m_memory + o,
-                   g->v_memory + o, seg[i].end - seg[i].begin);
+        size_t o = seg[i].begin, mo = o - g->moment_begin;
+        adamw_step(opt, lr, grad_mult, t, seg[i].decay, g->params_memory + o, g->grads_memory + o, g->m_memory + mo,
+                   g->v_memory + mo, seg[i].end - seg[i].begin);
     }
 }
 
@@ -896,6 +958,19 @@ void gpt_decode_step(Gpt *g, const int *tokens, float *logits) {
     lm_head(g, acts, x, n);
     memcpy(logits, acts->logits, sizeof(float) * n * cfg->padded_vocab_size);
     for (int b = 0; b < n; b++) dc->len[b]++;
+}
+
+/* The oracle's prefill: the prompt token by token through gpt_decode_step (O(T^2) per sequence, and
+ * plainly the same cache as decoding); the GPU model fills the cache from one forward pass instead. */
+void gpt_decode_prefill(Gpt *g, const int *tokens, int n, int T, float *logits) {
+    if (T < 1 || T > g->T) die("gpt_decode_prefill: a prompt of %d tokens; the model was created for 1 to %d", T, g->T);
+    gpt_decode_begin(g, n);
+    int *step = mallocCheck(sizeof(int) * n);
+    for (int t = 0; t < T; t++) {
+        for (int b = 0; b < n; b++) step[b] = tokens[(size_t)b * T + t];
+        gpt_decode_step(g, step, logits);
+    }
+    free(step);
 }
 
 int gpt_on_gpu(void) { return 0; }

@@ -86,7 +86,11 @@ struct Gpt {
     int B, T;                          /* largest batch, given to gpt_create */
     ParamSpec specs[NUM_PARAM_TENSORS];
     size_t num_params;
-    float *params_memory, *grads_memory, *m_memory, *v_memory; /* num_params each */
+    size_t buffer_elems;               /* of params_memory, grads_memory: num_params, or n_padded
+                                          (gpt_shard_optimizer; the padding is 0) */
+    size_t moment_begin, moment_end;   /* m_memory, v_memory: AdamW moments of [begin, end), [0, num_params)
+                                          unless gpt_shard_optimizer */
+    float *params_memory, *grads_memory, *m_memory, *v_memory;
     ParameterTensors params, grads;    /* named views into params_memory / grads_memory */
     ActivationTensors acts;            /* of the last gpt_forward */
     ActivationGrads dacts;
@@ -98,6 +102,8 @@ struct Gpt {
     int *pos;                          /* (N) position within the document: t - doc_start */
     int *cu_seqlens;                   /* (N+1) documents as attn_ref's packed sequences */
     int n_seqs;
+    GptGradReady ready_fn;             /* gpt_set_grad_ready's callback, or NULL */
+    void *ready_ctx;
     DecodeCache cache;
 };
 

@@ -20,22 +20,32 @@
  * place, so each gpt_forward allows one gpt_backward. The model's own kernels use no atomics (column sums by
  * slabs, the embedding backward by token groups built on the host); the attention backward adds with f32
  * atomics (kernels/path_attn.h), so gradients repeat only up to its last-bit rounding.
+ * Streams: everything runs on ctx.stream, except what gpt_set_grad_ready's callback queues (the gradient
+ * all-reduce overlapped with backward) on a side stream: after each layer's backward an event makes the
+ * side stream wait for it, and gpt_backward ends with ctx.stream waiting for the side stream.
  * Documents (doc_token) as the CPU model: doc_start and positions per row, packed sequences for the
  * attention, computed on the host from the batch.
- * Memory: one device allocation made by gpt_create for B x T (parameters, optimizer state, activations,
- * one layer's activation gradients, scratch); the attention's scratch, each layer's kept PaTH factors (the
- * forward leaves them for the backward: kernels/path_attn.h, PathFactors) and cuBLASLt's workspace are
- * their own (kernels/path_attn.h, kernels/matmul.h).
+ * Memory: two device allocations made by gpt_create: the f32 state (parameters, gradients, AdamW moments;
+ * gpt_shard_optimizer makes it again with the moments of a shard and buffers padded for the collectives,
+ * through a host copy, so the old and the new never coexist), and one for B x T (the bf16 copies,
+ * activations, one layer's activation gradients, scratch); the attention's scratch, each layer's kept PaTH
+ * factors (the forward leaves them for the backward: kernels/path_attn.h, PathFactors) and cuBLASLt's
+ * workspace are their own (kernels/path_attn.h, kernels/matmul.h).
  * Decoding (doc/DESIGN.md section 1, "Decoding with a key cache"): a step takes one new token for each of
  * n sequences through the forward's kernels and GEMMs as n rows (rope and wpe at each sequence's position
  * in its document), and attention through kernels/path_decode.h over a cache per layer, sequence and head:
  * keys in f32 (for PaTH already multiplied by every later Householder factor: updated in place as tokens
  * arrive), values in bf16, gate sums in f32, and for PaTH the last conv_size rows of w_up (the conv's
  * window). A doc_token puts its sequence back at position 0, which is all the kernels need to read nothing
- * earlier. O(len) per token. The cache is a second device allocation, made by the first gpt_decode_begin for
- * its n sequences of up to T tokens (about L n T C 6 bytes), made again by a later call for more, freed by
- * gpt_free; decoding leaves the training state (activations, logits, gradients) alone.
- * Device 0 of the machine. Checked by tests/test_gpt_gpu.cu against model/gpt_cpu.c. */
+ * earlier. O(len) per token. The prefill (gpt_decode_prefill) runs a prompt through the forward as a batch
+ * of n rows and fills each layer's cache from that layer's activations (kernels/path_prefill.h: O(T d^2) per
+ * sequence and head, no decoding steps). The cache is a second device allocation, made by the first
+ * gpt_decode_begin for its n sequences of up to T tokens (about L n T C 6 bytes), made again by a later call
+ * for more, freed by gpt_free; decoding steps leave the training state (activations, logits, gradients)
+ * alone, the prefill replaces the activations and logits (as a gpt_forward without targets) but not the
+ * gradients.
+ * The current device (comm_init makes it the rank's GPU; device 0 for one process). Checked by
+ * tests/test_gpt_gpu.cu against model/gpt_cpu.c. */
 #include <limits.h>
 #include <math.h>
 #include <stdint.h>
@@ -56,6 +66,7 @@
 #include "../kernels/path_attn.h"
 #include "../kernels/path_decode.h"
 #include "../kernels/path_layer.h"
+#include "../kernels/path_prefill.h"
 #include "../kernels/rope.h"
 #include "adamw.h"
 #include "documents.h"
@@ -128,11 +139,14 @@ struct Gpt {
     Matmul *mm;
     PathAttn *pa;
     PathFactors **factors;                  /* (L) what each layer's attention forward keeps for its backward */
-    void *memory;                           /* the one device allocation; everything below points into it */
-    float *params, *grads, *m, *v;          /* (num_params) f32 each, table order */
+    void *state;                            /* the f32 state's device allocation: params, grads, m, v */
+    float *params, *grads;                  /* (buffer_elems) f32 each, table order; zeros past num_params */
+    float *m, *v;                           /* (moment_end - moment_begin) f32 AdamW moments of those parameters */
+    size_t buffer_elems, moment_begin, moment_end; /* num_params, 0, num_params unless gpt_shard_optimizer */
     ParameterTensors p, gr;                 /* named views of params, grads */
+    void *memory;                           /* the other device allocation; everything below points into it */
     void *params_bf16;                      /* bf16 copies: tensor i at bf16_offset[i] elements */
-    size_t bf16_offset[NUM_PARAM_TENSORS];
+    size_t bf16_offset[NUM_PARAM_TENSORS], bf16_bytes;
     void *encoded;                          /* (N,C) bf16 */
     LayerActs *layers;                      /* (L) host array of device views */
     void *lnf;                              /* (N,C) bf16 */
@@ -152,6 +166,10 @@ struct Gpt {
     int logits_valid;                       /* g->logits holds its logits (not yet their gradient) */
     int *cu_seqlens, n_seqs;                /* (N+1) its documents as packed sequences */
     int *counts;                            /* (max(Vp, T) + 1) counting-sort scratch */
+    GptGradReady ready_fn;                  /* gpt_set_grad_ready's callback, or NULL */
+    void *ready_ctx;
+    cudaStream_t side;                      /* its stream; made by the first gpt_set_grad_ready, else NULL */
+    cudaEvent_t grads_final, side_done;     /* ctx.stream -> side: a layer's gradients; side -> ctx.stream */
     int n_tok_groups, n_pos_groups;
     float *h_losses;                        /* (N) */
     int *h_correct;                         /* (N) */
@@ -279,17 +297,35 @@ static size_t bf16_layout(Gpt *g) {
     return off * BF16;
 }
 
+/* The f32 state in its own allocation, all zeros: parameters and gradients of n_buffer elements, AdamW
+ * moments of parameters [begin, end). */
+static void state_allocate(Gpt *g, size_t n_buffer, size_t begin, size_t end) {
+    SlotList s = {0};
+    slot_add(&s, &g->params, n_buffer * 4);
+    slot_add(&s, &g->grads, n_buffer * 4);
+    slot_add(&s, &g->m, (end - begin) * 4);
+    slot_add(&s, &g->v, (end - begin) * 4);
+    g->state = slots_allocate(&s, "the parameters, gradients and AdamW moments",
+                              "a smaller model, or ZeRO-1 over several GPUs (--zero 1)");
+    float *zeroed[4] = {g->params, g->grads, g->m, g->v};
+    size_t n[4] = {n_buffer, n_buffer, end - begin, end - begin};
+    for (int i = 0; i < 4; i++)
+        if (n[i]) CUDA_CHECK(cudaMemsetAsync(zeroed[i], 0, n[i] * 4, g->ctx.stream));
+    g->buffer_elems = n_buffer;
+    g->moment_begin = begin;
+    g->moment_end = end;
+    param_point(g->specs, g->params, &g->p);
+    param_point(g->specs, g->grads, &g->gr);
+}
+
 static void allocate(Gpt *g) {
     const ModelConfig *cfg = &g->cfg;
     size_t N = (size_t)g->B * g->T, C = cfg->n_embd, L = cfg->n_layer, P = g->num_params;
     size_t Vp = cfg->padded_vocab_size, d = C / cfg->n_head, K = cfg->conv_size;
     size_t widest = 4 * C > C * K ? 4 * C : C * K; /* of the column sums: fcb, or the conv taps */
     SlotList s = {0};
-    slot_add(&s, &g->params, P * 4);
-    slot_add(&s, &g->grads, P * 4);
-    slot_add(&s, &g->m, P * 4);
-    slot_add(&s, &g->v, P * 4);
-    slot_add(&s, &g->params_bf16, bf16_layout(g));
+    g->bf16_bytes = bf16_layout(g);
+    slot_add(&s, &g->params_bf16, g->bf16_bytes);
     slot_add(&s, &g->encoded, N * C * BF16);
     g->layers = callocCheck(L, sizeof(LayerActs));
     for (size_t l = 0; l < L; l++) layer_slots(&s, &g->layers[l], cfg, N, 0);
@@ -309,8 +345,7 @@ static void allocate(Gpt *g) {
     snprintf(what, sizeof what, "batch %d x %d", g->B, g->T);
     g->memory = slots_allocate(&s, what, "lower --batch or --seq-len");
     for (int i = 1; i < TAB_COUNT; i++) g->tab_dev[i] = g->tab_dev[0] + (g->tab_host[i] - g->tab_host[0]);
-    param_point(g->specs, g->params, &g->p);
-    param_point(g->specs, g->grads, &g->gr);
+    state_allocate(g, P, 0, P);
 }
 
 static void decode_free(Gpt *g) {
@@ -626,11 +661,9 @@ Gpt *gpt_create(const ModelConfig *cfg, int B, int T, uint64_t seed) {
     g->counts = mallocCheck(sizeof(int) * ((Vp > (size_t)T ? Vp : (size_t)T) + 1));
     g->h_losses = mallocCheck(sizeof(float) * N);
     g->h_correct = mallocCheck(sizeof(int) * N);
-    float *host = mallocCheck(sizeof(float) * (g->num_params ? g->num_params : 1));
+    float *host = mallocCheck(sizeof(float) * g->num_params);
     param_init(cfg, g->specs, host, seed);
-    gpt_copy_in(g, GPT_PARAMS, host);
-    memset(host, 0, sizeof(float) * g->num_params);
-    for (int which = GPT_ADAM_M; which <= GPT_GRADS; which++) gpt_copy_in(g, which, host);
+    gpt_copy_in(g, GPT_PARAMS, host); /* gradients and moments: zeros from allocate */
     free(host);
     if (g->rope) {
         float *table = mallocCheck(sizeof(float) * T * d);
@@ -651,6 +684,12 @@ void gpt_free(Gpt *g) {
     free(g->factors);
     matmul_free(g->mm);
     CUDA_CHECK(cudaFree(g->memory));
+    CUDA_CHECK(cudaFree(g->state));
+    if (g->side) {
+        CUDA_CHECK(cudaStreamDestroy(g->side));
+        CUDA_CHECK(cudaEventDestroy(g->grads_final));
+        CUDA_CHECK(cudaEventDestroy(g->side_done));
+    }
     gpu_ctx_free(&g->ctx);
     free(g->layers);
     free(g->tab_host[0]);
@@ -664,7 +703,11 @@ void gpt_free(Gpt *g) {
 const ModelConfig *gpt_config(const Gpt *g) { return &g->cfg; }
 size_t gpt_num_params(const Gpt *g) { return g->num_params; }
 
-static float *state_buffer(Gpt *g, int which, const char *who) {
+/* State array which: its device memory, which holds the flat parameters [*begin, *end) from its start */
+static float *state_buffer(const Gpt *g, int which, size_t *begin, size_t *end, const char *who) {
+    int moment = which == GPT_ADAM_M || which == GPT_ADAM_V;
+    *begin = moment ? g->moment_begin : 0;
+    *end = moment ? g->moment_end : g->num_params;
     switch (which) {
     case GPT_PARAMS: return g->params;
     case GPT_ADAM_M: return g->m;
@@ -675,17 +718,47 @@ static float *state_buffer(Gpt *g, int which, const char *who) {
 }
 
 void gpt_copy_out(Gpt *g, int which, float *host) {
-    download(g, host, state_buffer(g, which, "gpt_copy_out"), sizeof(float) * g->num_params);
+    size_t begin, end;
+    const float *buf = state_buffer(g, which, &begin, &end, "gpt_copy_out");
+    download(g, host + begin, buf, sizeof(float) * (end - begin));
 }
 
 void gpt_copy_in(Gpt *g, int which, const float *host) {
-    upload(g, state_buffer(g, which, "gpt_copy_in"), host, sizeof(float) * g->num_params);
+    size_t begin, end;
+    float *buf = state_buffer(g, which, &begin, &end, "gpt_copy_in");
+    upload(g, buf, host + begin, sizeof(float) * (end - begin));
     if (which == GPT_PARAMS) refresh_bf16(g);
 }
 
-/* gpt_forward's checks, the batch tables, the forward; no loss */
-static void forward_tokens(Gpt *g, const int *inputs, const int *targets, int B, int T) {
-    const char *who = "gpt_forward";
+size_t gpt_state_bytes(const Gpt *g, int which) {
+    size_t begin, end;
+    state_buffer(g, which, &begin, &end, "gpt_state_bytes");
+    if (which == GPT_ADAM_M || which == GPT_ADAM_V) return sizeof(float) * (end - begin);
+    return sizeof(float) * g->buffer_elems + (which == GPT_PARAMS ? g->bf16_bytes : 0);
+}
+
+void gpt_shard_optimizer(Gpt *g, size_t begin, size_t end, size_t n_padded) {
+    if (begin > end || begin < g->moment_begin || end > g->moment_end || n_padded < g->buffer_elems)
+        die("gpt_shard_optimizer: shard [%zu, %zu), buffers of %zu: the shard must lie inside the moments the model "
+            "holds, [%zu, %zu), and the buffers cannot shrink below %zu", begin, end, n_padded, g->moment_begin,
+            g->moment_end, g->buffer_elems);
+    size_t n = g->buffer_elems, k = end - begin, from = begin - g->moment_begin;
+    float *host = mallocCheck(sizeof(float) * 2 * (n + k)); /* params, grads (n), m, v (k) */
+    download(g, host, g->params, sizeof(float) * n);
+    download(g, host + n, g->grads, sizeof(float) * n);
+    download(g, host + 2 * n, g->m + from, sizeof(float) * k);
+    download(g, host + 2 * n + k, g->v + from, sizeof(float) * k);
+    CUDA_CHECK(cudaFree(g->state));
+    state_allocate(g, n_padded, begin, end);
+    upload(g, g->params, host, sizeof(float) * n);
+    upload(g, g->grads, host + n, sizeof(float) * n);
+    upload(g, g->m, host + 2 * n, sizeof(float) * k);
+    upload(g, g->v, host + 2 * n + k, sizeof(float) * k);
+    free(host); /* upload returns once the bytes are staged */
+}
+
+/* gpt_forward's checks (messages name who), the batch tables, the forward; no loss */
+static void forward_tokens(Gpt *g, const char *who, const int *inputs, const int *targets, int B, int T) {
     int V = g->cfg.vocab_size;
     if (B < 1 || T < 1 || B > g->B || T > g->T)
         die("%s: batch %d x %d does not fit the %d x %d given to gpt_create", who, B, T, g->B, g->T);
@@ -701,7 +774,7 @@ static void forward_tokens(Gpt *g, const int *inputs, const int *targets, int B,
 }
 
 GptLoss gpt_forward(Gpt *g, const int *inputs, const int *targets, int B, int T) {
-    forward_tokens(g, inputs, targets, B, T);
+    forward_tokens(g, "gpt_forward", inputs, targets, B, T);
     GptLoss r = {0.0f, 0, 0};
     if (!targets) return r;
     const ModelConfig *cfg = &g->cfg;
@@ -721,6 +794,31 @@ GptLoss gpt_forward(Gpt *g, const int *inputs, const int *targets, int B, int T)
     return r;
 }
 
+/* gpt_set_grad_ready: the ranges backward has finished on the model's stream, layer l's or (l = -1) the
+ * unstacked tensors', to the callback on the side stream once that has waited for them; after the last ones
+ * the model's stream waits for the side stream */
+static void grads_ready(Gpt *g, int l) {
+    if (!g->ready_fn) return;
+    ParamRange r[NUM_PARAM_TENSORS];
+    int n = param_layer_ranges(g->specs, g->cfg.n_layer, l, r);
+    CUDA_CHECK(cudaEventRecord(g->grads_final, g->ctx.stream));
+    CUDA_CHECK(cudaStreamWaitEvent(g->side, g->grads_final, 0));
+    for (int i = 0; i < n; i++) g->ready_fn(g->ready_ctx, g->grads, r[i].begin, r[i].end, g->side);
+    if (l >= 0) return;
+    CUDA_CHECK(cudaEventRecord(g->side_done, g->side));
+    CUDA_CHECK(cudaStreamWaitEvent(g->ctx.stream, g->side_done, 0));
+}
+
+void gpt_set_grad_ready(Gpt *g, GptGradReady fn, void *ctx) {
+    if (fn && !g->side) {
+        CUDA_CHECK(cudaStreamCreateWithFlags(&g->side, cudaStreamNonBlocking));
+        CUDA_CHECK(cudaEventCreateWithFlags(&g->grads_final, cudaEventDisableTiming));
+        CUDA_CHECK(cudaEventCreateWithFlags(&g->side_done, cudaEventDisableTiming));
+    }
+    g->ready_fn = fn;
+    g->ready_ctx = ctx;
+}
+
 void gpt_backward(Gpt *g, float grad_scale) {
     const ModelConfig *cfg = &g->cfg;
     if (!g->grad_ready)
@@ -735,7 +833,10 @@ void gpt_backward(Gpt *g, float grad_scale) {
     matmul_backward_weight(g->mm, g->gr.wte, g->logits, g->lnf, N, C, Vp);
     layernorm_backward(&g->ctx, d->dresidual, 0, g->gr.lnfw, g->gr.lnfb, d->dln, layer_input(g, L), g->p.lnfw,
                        g->lnf_mean, g->lnf_rstd, N, C, g->colsum_scratch);
-    for (int l = L - 1; l >= 0; l--) layer_backward(g, l, layer_input(g, l));
+    for (int l = L - 1; l >= 0; l--) {
+        layer_backward(g, l, layer_input(g, l));
+        grads_ready(g, l);
+    }
     int **t = g->tab_dev;
     EncoderGroups tok = {g->n_tok_groups, t[TAB_TOK_KEYS], t[TAB_TOK_OFFSET], t[TAB_TOK_ROWS]};
     encoder_backward(&g->ctx, g->gr.wte, d->dresidual, &tok, C);
@@ -743,30 +844,38 @@ void gpt_backward(Gpt *g, float grad_scale) {
         EncoderGroups pos = {g->n_pos_groups, t[TAB_POS_KEYS], t[TAB_POS_OFFSET], t[TAB_POS_ROWS]};
         encoder_backward(&g->ctx, g->gr.wpe, d->dresidual, &pos, C);
     }
+    grads_ready(g, -1);
 }
 
 void gpt_zero_grad(Gpt *g) {
-    CUDA_CHECK(cudaMemsetAsync(g->grads, 0, sizeof(float) * g->num_params, g->ctx.stream));
+    CUDA_CHECK(cudaMemsetAsync(g->grads, 0, sizeof(float) * g->buffer_elems, g->ctx.stream));
 }
 
 float *gpt_grad_buffer(Gpt *g) { return g->grads; }
+float *gpt_param_buffer(Gpt *g) { return g->params; }
+void gpt_params_written(Gpt *g) { refresh_bf16(g); }
 
-float gpt_grad_norm(Gpt *g) {
-    return (float)sqrt(norm_sum_squares(&g->ctx, g->grads, g->num_params, g->norm_scratch));
+double gpt_grad_sum_squares(Gpt *g, size_t begin, size_t end) {
+    if (begin > end || end > g->num_params)
+        die("gpt_grad_sum_squares: range [%zu, %zu) is not inside the %zu parameters", begin, end, g->num_params);
+    return norm_sum_squares(&g->ctx, g->grads + begin, end - begin, g->norm_scratch);
 }
+
+float gpt_grad_norm(Gpt *g) { return (float)sqrt(gpt_grad_sum_squares(g, 0, g->num_params)); }
 
 void gpt_update(Gpt *g, const AdamWConfig *opt, float lr, float grad_mult, int t, size_t begin, size_t end) {
     if (t < 1) die("gpt_update: step t = %d must be at least 1", t);
-    if (begin > end || end > g->num_params)
-        die("gpt_update: range [%zu, %zu) is not inside the %zu parameters", begin, end, g->num_params);
+    if (begin > end || begin < g->moment_begin || end > g->moment_end)
+        die("gpt_update: range [%zu, %zu) is not inside [%zu, %zu), the parameters whose AdamW moments the model "
+            "holds", begin, end, g->moment_begin, g->moment_end);
     AdamWSegment seg[NUM_PARAM_TENSORS];
     int count = adamw_segments(g->specs, begin, end, seg);
     AdamWStep s = {lr, opt->beta1, opt->beta2, opt->eps, 0.0f, grad_mult, (float)(1.0 - pow(opt->beta1, t)),
                    (float)(1.0 - pow(opt->beta2, t))};
     for (int i = 0; i < count; i++) {
-        size_t o = seg[i].begin;
+        size_t o = seg[i].begin, mo = o - g->moment_begin;
         s.weight_decay = seg[i].decay ? opt->weight_decay : 0.0f;
-        adamw_update(&g->ctx, &s, g->params + o, g->m + o, g->v + o, g->grads + o, bf16_of(g, g->params + o),
+        adamw_update(&g->ctx, &s, g->params + o, g->m + mo, g->v + mo, g->grads + o, bf16_of(g, g->params + o),
                      seg[i].end - seg[i].begin);
     }
 }
@@ -836,6 +945,48 @@ void gpt_decode_step(Gpt *g, const int *tokens, float *logits) {
     matmul_forward(g->mm, dc->logits, MATMUL_BF16, dc->lnf, bf16_of(g, g->p.wte), NULL, NULL, n, C, Vp);
     download_bf16(g, logits, dc->logits, (size_t)n * Vp);
     for (int b = 0; b < n; b++) dc->len[b]++;
+}
+
+/* The prompt through gpt_forward's pass, then each layer's cache from that layer's activations
+ * (kernels/path_prefill.h): the last document of each row, as len decoding steps would leave it. */
+void gpt_decode_prefill(Gpt *g, const int *tokens, int n, int T, float *logits) {
+    const ModelConfig *cfg = &g->cfg;
+    DecodeCache *dc = &g->dec;
+    int C = cfg->n_embd, NH = cfg->n_head, K = cfg->conv_size, Vp = cfg->padded_vocab_size;
+    if (T < 1 || T > g->T) die("gpt_decode_prefill: a prompt of %d tokens; the model was created for 1 to %d", T, g->T);
+    gpt_decode_begin(g, n);
+    forward_tokens(g, "gpt_decode_prefill", tokens, NULL, n, T);
+    int S = dc->seqs;
+    for (int b = 0; b < n; b++) { /* tokens of the row's last document: its last position + 1 */
+        dc->len[b] = g->tab_host[TAB_POS][(size_t)b * T + T - 1] + 1;
+        dc->h_steps[S + b] = dc->len[b];
+    }
+    upload(g, dc->pos, dc->h_steps + S, sizeof(int) * n);
+    PathPrefillDims dims = {n, T, NH, C / NH, g->T};
+    size_t layer_keys = (size_t)S * g->T * C; /* cache elements of one layer: (S,NH,T,d) */
+    for (int l = 0; l < cfg->n_layer; l++) {
+        const LayerActs *a = &g->layers[l];
+        path_prefill_cache(&g->ctx, &dims, dc->pos, dc->k + l * layer_keys, (char *)dc->v + l * layer_keys * BF16,
+                           dc->G ? dc->G + (size_t)l * S * NH * g->T : NULL, a->k, a->v, a->w, a->beta, a->gate);
+        if (a->w)
+            path_prefill_window(&g->ctx, &dims, (char *)dc->window + (size_t)l * S * K * C * BF16, a->w_up, dc->pos,
+                                K);
+    }
+    for (int b = 0; b < n; b++) /* the logits of row b's last token */
+        download_bf16(g, logits + (size_t)b * Vp, (char *)g->logits + ((size_t)b * T + T - 1) * Vp * BF16, Vp);
+}
+
+int gpt_gpu_decode_keys(Gpt *g, int l, int b, float *host) {
+    const DecodeCache *dc = &g->dec;
+    int NH = g->cfg.n_head, d = g->cfg.n_embd / NH;
+    if (l < 0 || l >= g->cfg.n_layer || b < 0 || b >= dc->n)
+        die("gpt_gpu_decode_keys: layer %d of %d, sequence %d of the %d decoded", l, g->cfg.n_layer, b, dc->n);
+    int len = dc->len[b];
+    for (int h = 0; h < NH; h++) {
+        size_t first = (((size_t)l * dc->seqs + b) * NH + h) * g->T; /* cache entry of the document's token 0 */
+        download(g, host + (size_t)h * len * d, dc->k + first * d, sizeof(float) * len * d);
+    }
+    return len;
 }
 
 int gpt_on_gpu(void) { return 1; }

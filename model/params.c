@@ -10,8 +10,13 @@
 _Static_assert(sizeof(ParameterTensors) == NUM_PARAM_TENSORS * sizeof(float *),
                "ParameterTensors must hold exactly one pointer per table row");
 
+/* the tensors that are not stacked by layer: the embeddings and the final layernorm */
+static int unstacked(const char *name) {
+    return !strcmp(name, "wte") || !strcmp(name, "wpe") || !strcmp(name, "lnfw") || !strcmp(name, "lnfb");
+}
+
 static ParamSpec spec(const char *name, int used, int ndim, int a, int b, int c, int decay, ParamInit init) {
-    ParamSpec s = {name, ndim, {a, b, c}, 0, decay, init};
+    ParamSpec s = {name, ndim, {a, b, c}, 0, decay, init, !unstacked(name)};
     size_t n = 1;
     for (int i = 0; i < ndim; i++) n *= (size_t)s.shape[i];
     s.n_elems = used ? n : 0;
@@ -76,6 +81,20 @@ void param_init(const ModelConfig *cfg, const ParamSpec s[NUM_PARAM_TENSORS], fl
         }
         buf += s[i].n_elems;
     }
+}
+
+int param_layer_ranges(const ParamSpec s[NUM_PARAM_TENSORS], int n_layer, int l, ParamRange out[NUM_PARAM_TENSORS]) {
+    int count = 0;
+    size_t offset = 0;
+    for (int i = 0; i < NUM_PARAM_TENSORS; offset += s[i].n_elems, i++) {
+        size_t slice = s[i].layered ? s[i].n_elems / (size_t)n_layer : s[i].n_elems;
+        if (!slice || s[i].layered != (l >= 0)) continue;
+        ParamRange r = {offset + (s[i].layered ? (size_t)l * slice : 0), 0};
+        r.end = r.begin + slice;
+        if (count && out[count - 1].end == r.begin) out[count - 1].end = r.end; /* adjacent: one range */
+        else out[count++] = r;
+    }
+    return count;
 }
 
 LayerParams layer_params(const ParameterTensors *p, const ModelConfig *cfg, int l) {

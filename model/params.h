@@ -36,6 +36,7 @@ typedef struct {
     size_t n_elems; /* 0 when the config does not use the tensor */
     int decay;      /* 1: AdamW weight decay applies */
     ParamInit init;
+    int layered;    /* 1: stacked by layer, shape (L, ...): layer l's slice is the l-th n_elems / L elements */
 } ParamSpec;
 
 /* Named views into one contiguous buffer, in table order (pointers to unused tensors point at
@@ -63,6 +64,16 @@ typedef struct {
 } LayerParams;
 
 LayerParams layer_params(const ParameterTensors *t, const ModelConfig *cfg, int l);
+
+/* A flat element range [begin, end) of the parameter buffer. */
+typedef struct {
+    size_t begin, end;
+} ParamRange;
+
+/* Layer l's slices of the layer-stacked tensors (0 <= l < L), or (l = -1) the tensors that are not stacked
+ * (wte, wpe, lnfw, lnfb), in table order, unused tensors left out, adjacent ranges joined into one: what
+ * backward finishes together (gpt.h, gpt_set_grad_ready). Fills out; returns the count. */
+int param_layer_ranges(const ParamSpec specs[NUM_PARAM_TENSORS], int n_layer, int l, ParamRange out[NUM_PARAM_TENSORS]);
 
 /* Fills buf by the init rules, drawing normals from a generator seeded with seed, tensor by tensor
  * in table order (deterministic, independent of the backend). */

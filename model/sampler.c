@@ -57,19 +57,32 @@ int sampler_pick(const float *logits, int V, const SamplerConfig *sc, Rng *rng, 
     return last; /* u * sum rounded up to the full sum */
 }
 
+/* 1 if token t of every row is given */
+static int all_given(const unsigned char *given, int n, int len, int t) {
+    for (int b = 0; b < n; b++)
+        if (!given[(size_t)b * len + t]) return 0;
+    return 1;
+}
+
 void sampler_generate(Gpt *g, const SamplerConfig *sc, Rng *rng, int n, int len, int *tokens,
                       const unsigned char *given) {
     const ModelConfig *cfg = gpt_config(g);
     int V = cfg->vocab_size, Vp = cfg->padded_vocab_size;
     for (int b = 0; b < n; b++)
         if (!given[(size_t)b * len]) die("sampler_generate: row %d has no first token", b);
+    int P = 1; /* the prompt: the prefix given in every row, at most len - 1 tokens (or the 1 of len 1) */
+    while (P + 1 < len && all_given(given, n, len, P)) P++;
     float *logits = mallocCheck(sizeof(float) * (size_t)n * Vp);
     float *scratch = mallocCheck(sizeof(float) * (size_t)V);
-    int *step = mallocCheck(sizeof(int) * (size_t)n);
-    gpt_decode_begin(g, n);
-    for (int t = 0; t + 1 < len; t++) {
-        for (int b = 0; b < n; b++) step[b] = tokens[(size_t)b * len + t];
-        gpt_decode_step(g, step, logits);
+    int *step = mallocCheck(sizeof(int) * (size_t)n * P); /* the prompt (n, P), then one token per row */
+    for (int b = 0; b < n; b++)
+        for (int t = 0; t < P; t++) step[(size_t)b * P + t] = tokens[(size_t)b * len + t];
+    gpt_decode_prefill(g, step, n, P, logits);
+    for (int t = P - 1; t + 1 < len; t++) { /* the logits after token t choose token t + 1 */
+        if (t >= P) {
+            for (int b = 0; b < n; b++) step[b] = tokens[(size_t)b * len + t];
+            gpt_decode_step(g, step, logits);
+        }
         for (int b = 0; b < n; b++) {
             size_t next = (size_t)b * len + t + 1;
             if (!given[next]) tokens[next] = sampler_pick(logits + (size_t)b * Vp, V, sc, rng, scratch);

@@ -1,5 +1,5 @@
 /* sampler.h: choosing tokens from the model's logits, and generation through its key cache
- * (model/gpt.h: gpt_decode_begin / gpt_decode_step, doc/DESIGN.md section 1 "Decoding").
+ * (model/gpt.h: gpt_decode_prefill / gpt_decode_step, doc/DESIGN.md section 1 "Decoding").
  *
  * Choice from the logits l (Vp,) over the real vocabulary [0, V) (padded columns are never chosen):
  *   temperature 0   greedy: argmax, the lowest id on ties;
@@ -30,7 +30,8 @@ typedef struct {
 /* One choice from logits (at least V floats); scratch holds V floats (top-k selection). */
 int sampler_pick(const float *logits, int V, const SamplerConfig *sc, Rng *rng, float *scratch);
 
-/* Fills the tokens that are not given, row by row in lockstep (one gpt_decode_step per position). */
+/* Fills the tokens that are not given, row by row in lockstep: the prefix given in every row through
+ * gpt_decode_prefill (one forward pass on the GPU), then one gpt_decode_step per position. */
 void sampler_generate(Gpt *g, const SamplerConfig *sc, Rng *rng, int n, int len, int *tokens,
                       const unsigned char *given);
 

@@ -20,6 +20,7 @@ GptLoss cpu_gpt_forward(Gpt *g, const int *inputs, const int *targets, int B, in
 void cpu_gpt_backward(Gpt *g, float grad_scale);
 void cpu_gpt_zero_grad(Gpt *g);
 float cpu_gpt_grad_norm(Gpt *g);
+double cpu_gpt_grad_sum_squares(Gpt *g, size_t begin, size_t end);
 void cpu_gpt_update(Gpt *g, const AdamWConfig *opt, float lr, float grad_mult, int t, size_t begin, size_t end);
 
 #ifdef __cplusplus

@@ -3,8 +3,8 @@
  *   NCCL build, a GPU: a group of one joined over tcp:127.0.0.1 (so NCCL is set up, unlike world 1
  *     without a rendezvous); comm_allreduce_sum, comm_reduce_scatter_sum, comm_allgather on device
  *     memory, with the NULL stream and with a stream of the caller's, leave the values as they are (a
- *     sum over one rank) and the device where comm_init put it; a local rank at the GPU count is
- *     refused naming both numbers.
+ *     sum over one rank) and the device where comm_init put it; comm_wait returns with the caller's
+ *     stream idle; a local rank at the GPU count is refused naming both numbers.
  *   NCCL build, no GPU: skip.   No NCCL: joining is refused with the reason, no GPU needed.
  * Several GPUs need several processes: README, "Multiple processes and GPUs", gives the commands. */
 #include <netinet/in.h>
@@ -75,6 +75,10 @@ static void test_nccl(void) {
     cudaStream_t stream;
     CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
     check_true("nccl: collectives, caller's stream", collectives_keep_values(c, dev, host, stream), "values of one rank kept");
+    comm_allreduce_sum(c, dev, N, stream);
+    comm_wait(c, stream);
+    check_true("nccl: comm_wait leaves the stream idle", cudaStreamQuery(stream) == cudaSuccess,
+               "cudaStreamQuery after an all-reduce queued on it");
     CUDA_CHECK(cudaStreamDestroy(stream));
     CUDA_CHECK(cudaFree(dev));
     comm_free(c);

@@ -6,14 +6,24 @@
  *                  DOUBLED_BAR (relative RMS), under mpirun -np 2 and over tcp
  *   transports     2 processes over tcp:127.0.0.1:PORT, over file:PATH and under mpirun -np 2: the
  *                  same file byte for byte (2 ranks: x0 + x1 in every transport), so also repeatable
- *   ZeRO-1         --zero 1 = --zero 0, byte for byte (AdamW is elementwise; the moments are gathered
- *                  before each checkpoint), under mpirun and over tcp
+ *   overlap        the default --overlap 1 (each layer's gradients summed as backward finishes them,
+ *                  gpt_set_grad_ready) = --overlap 0 (the whole buffer after backward), byte for byte: the
+ *                  same sums of the same numbers; over tcp and under mpirun
+ *   ZeRO-1         --zero 1 = --zero 0, byte for byte with clipping off (--clip 0): AdamW is elementwise
+ *                  and the moments are gathered before each checkpoint; with clipping on, within
+ *                  ZERO_CLIP_BAR, as ZeRO-1's norm adds the shards' sums of squares (another order than
+ *                  one sum over all) and may differ in its last bits, and so may the clip factor; over
+ *                  tcp and under mpirun. Memory: rank 0's --log reports AdamW moments of 2 x 4 S bytes
+ *                  with --zero 1 (S = shard_size(n): train.c's), 2 x 4 n without
  *   resume         2 steps + --resume + 2 steps = 4 steps in 2 processes, byte for byte, with and
  *                  without ZeRO-1; resuming a world-2 checkpoint in one process is refused naming the
  *                  worlds
  *   errors         --world 2 with no rendezvous; --world 3 under mpirun -np 2
- * Bars: DOUBLED_BAR = 1e-5. Two ranks add their halves of the batch separately and then add the two
- * sums; one process adds all rows in one order: fp32 sums of the same terms in another order, relative
+ * Bars: ZERO_CLIP_BAR = 1e-6 (relative RMS): a clip factor one ulp (1.2e-7) off scales one step's
+ * gradients, which AdamW mostly divides out (m / sqrt(v)) (measured 0: the norms agreed); a norm from one
+ * rank's shard alone gives 5e-3 to 2e-2 in the parameters. DOUBLED_BAR = 1e-5. Two ranks add their
+ * halves of the batch separately and then add the two sums; one process adds all rows in one order:
+ * fp32 sums of the same terms in another order, relative
  * differences ~1e-7 per gradient element, which AdamW passes on to the few steps' updates (measured
  * 4e-8 to 3e-7 relative RMS; a wrong gradient scale, a missing or doubled rank gives 1e-2 and more).
  * Everything else is exact. Without mpirun (Open MPI's, whose flags this test passes) or a build with
@@ -33,6 +43,7 @@
 
 #define TRAIN "./train_cpu"
 #define DOUBLED_BAR 1e-5
+#define ZERO_CLIP_BAR 1e-6
 #define CHILD_TIMEOUT_S 120
 static int wait_child(pid_t pid) { return check_wait_child(pid, CHILD_TIMEOUT_S); }
 
@@ -73,15 +84,55 @@ static int train(const char *name, Via via, const char *const *base, const char 
 /* ---------------------------------------------------------------------------------------------
  * cases */
 
+/* base with "--clip" "0" in place of its --clip value, in out (at most 64 entries) */
+static const char *const *clip_off(const char *const *base, const char *out[64]) {
+    int n = 0;
+    for (; base[n]; n++) out[n] = n > 0 && strcmp(base[n - 1], "--clip") == 0 ? "0" : base[n];
+    out[n] = NULL;
+    return out;
+}
+
+/* the number after " key=" in the file at path (its first occurrence), or -1 */
+static long long log_number(const char *path, const char *key) {
+    char *text = check_read_text(path), pattern[64];
+    snprintf(pattern, sizeof pattern, " %s=", key);
+    const char *at = strstr(text, pattern);
+    long long value = at ? strtoll(at + strlen(pattern), NULL, 10) : -1;
+    free(text);
+    return value;
+}
+
+/* ZeRO-1's parameters per rank for n parameters and 2 ranks: train.c's shard_size */
+static long long shard_of_two(long long n) { return ((n + 1) / 2 + 63) / 64 * 64; }
+
+/* the AdamW moment bytes rank 0's --log file at log reports, against 2 x 4 x the parameters it holds
+ * them for: all n, or (zero) the shard */
+static void check_moment_bytes(const char *title, const char *log, int zero) {
+    long long n = log_number(log, "n_params"), bytes = log_number(log, "moment_bytes");
+    long long want = 8 * (zero ? shard_of_two(n) : n);
+    char detail[128];
+    snprintf(detail, sizeof detail, "moment_bytes %lld, want %lld (n_params %lld)", bytes, want, n);
+    check_true(title, n > 0 && bytes == want, detail);
+}
+
 /* one family of runs (flip-flop or shards): base flags take --batch from rows[] */
 static void case_family(const char *tag, const char *const *base) {
     char name[16][64];
     for (int i = 0; i < 16; i++) snprintf(name[i], sizeof name[i], "%s_%d", tag, i);
     const char *one = name[0], *tcp = name[1], *file = name[2], *mpi = name[3], *tcp0 = name[4], *mpi0 = name[5];
-    char title[128];
+    const char *tcp_noclip = name[6], *tcp0_noclip = name[7], *mpi0_noclip = name[8];
+    const char *tcp_serial = name[9], *mpi_serial = name[10];
+    const char *noclip[64];
+    clip_off(base, noclip);
+    char title[128], kv[64], log[2][600]; /* --log files (key=value lines) of a run without and with ZeRO-1 */
+    for (int zero = 0; zero < 2; zero++) {
+        snprintf(kv, sizeof kv, "%s_zero%d.kv", tag, zero);
+        snprintf(log[zero], sizeof log[zero], "%s", runs_path(kv));
+    }
     /* one process, 4 rows; two processes, 2 rows each */
     train(one, VIA_ONE, base, (const char *const[]){"--batch", "4", "--ckpt-dir", runs_path(one), NULL}, 1);
-    int ok = train(tcp, VIA_TCP, base, (const char *const[]){"--batch", "2", "--ckpt-dir", runs_path(tcp), NULL}, 1);
+    int ok = train(tcp, VIA_TCP, base, (const char *const[]){"--batch", "2", "--ckpt-dir", runs_path(tcp), "--log", log[0],
+                                                             NULL}, 1);
     snprintf(title, sizeof title, "%s: tcp, 2 x 2 rows runs", tag);
     check_true(title, ok, "both ranks exit 0");
     snprintf(title, sizeof title, "%s: tcp 2 x 2 rows = 1 x 4 rows", tag);
@@ -89,9 +140,25 @@ static void case_family(const char *tag, const char *const *base) {
     train(file, VIA_FILE, base, (const char *const[]){"--batch", "2", "--ckpt-dir", runs_path(file), NULL}, 1);
     snprintf(title, sizeof title, "%s: file rendezvous = tcp", tag);
     runs_check_same_file(title, runs_ckpt(file, 4), runs_ckpt(tcp, 4));
-    train(tcp0, VIA_TCP, base, (const char *const[]){"--batch", "2", "--zero", "1", "--ckpt-dir", runs_path(tcp0), NULL}, 1);
-    snprintf(title, sizeof title, "%s: tcp ZeRO-1 = ZeRO off", tag);
-    runs_check_same_file(title, runs_ckpt(tcp0, 4), runs_ckpt(tcp, 4));
+    train(tcp_serial, VIA_TCP, base, (const char *const[]){"--batch", "2", "--overlap", "0", "--ckpt-dir",
+                                                           runs_path(tcp_serial), NULL}, 1);
+    snprintf(title, sizeof title, "%s: tcp --overlap 1 = --overlap 0", tag);
+    runs_check_same_file(title, runs_ckpt(tcp, 4), runs_ckpt(tcp_serial, 4));
+    /* ZeRO-1 against ZeRO off: byte for byte without clipping; with clipping the norm's last bits may differ */
+    train(tcp_noclip, VIA_TCP, noclip, (const char *const[]){"--batch", "2", "--ckpt-dir", runs_path(tcp_noclip), NULL},
+          1);
+    train(tcp0_noclip, VIA_TCP, noclip, (const char *const[]){"--batch", "2", "--zero", "1", "--ckpt-dir",
+                                                               runs_path(tcp0_noclip), NULL}, 1);
+    snprintf(title, sizeof title, "%s: tcp ZeRO-1 = ZeRO off, --clip 0", tag);
+    runs_check_same_file(title, runs_ckpt(tcp0_noclip, 4), runs_ckpt(tcp_noclip, 4));
+    train(tcp0, VIA_TCP, base, (const char *const[]){"--batch", "2", "--zero", "1", "--ckpt-dir", runs_path(tcp0),
+                                                     "--log", log[1], NULL}, 1);
+    snprintf(title, sizeof title, "%s: tcp ZeRO-1 ~ ZeRO off, clipping", tag);
+    runs_check_close_state(title, runs_ckpt(tcp0, 4), runs_ckpt(tcp, 4), ZERO_CLIP_BAR);
+    snprintf(title, sizeof title, "%s: ZeRO-1 moments per rank 1/2", tag);
+    check_moment_bytes(title, log[1], 1);
+    snprintf(title, sizeof title, "%s: ZeRO off moments per rank all", tag);
+    check_moment_bytes(title, log[0], 0);
     snprintf(title, sizeof title, "%s: mpirun -np 2", tag);
     if (!have_mpirun) {
         check_skip(title, "no Open MPI mpirun, or train_cpu built without MPI");
@@ -102,9 +169,17 @@ static void case_family(const char *tag, const char *const *base) {
     runs_check_close_state(title, runs_ckpt(mpi, 4), runs_ckpt(one, 4), DOUBLED_BAR);
     snprintf(title, sizeof title, "%s: mpirun -np 2 = tcp", tag);
     runs_check_same_file(title, runs_ckpt(mpi, 4), runs_ckpt(tcp, 4));
+    train(mpi_serial, VIA_MPI, base, (const char *const[]){"--batch", "2", "--overlap", "0", "--ckpt-dir",
+                                                           runs_path(mpi_serial), NULL}, 1);
+    snprintf(title, sizeof title, "%s: mpirun --overlap 1 = --overlap 0", tag);
+    runs_check_same_file(title, runs_ckpt(mpi, 4), runs_ckpt(mpi_serial, 4));
+    train(mpi0_noclip, VIA_MPI, noclip, (const char *const[]){"--batch", "2", "--zero", "1", "--ckpt-dir",
+                                                               runs_path(mpi0_noclip), NULL}, 1);
+    snprintf(title, sizeof title, "%s: mpirun ZeRO-1 = ZeRO off, --clip 0", tag);
+    runs_check_same_file(title, runs_ckpt(mpi0_noclip, 4), runs_ckpt(tcp_noclip, 4));
     train(mpi0, VIA_MPI, base, (const char *const[]){"--batch", "2", "--zero", "1", "--ckpt-dir", runs_path(mpi0), NULL}, 1);
-    snprintf(title, sizeof title, "%s: mpirun ZeRO-1 = ZeRO off", tag);
-    runs_check_same_file(title, runs_ckpt(mpi0, 4), runs_ckpt(mpi, 4));
+    snprintf(title, sizeof title, "%s: mpirun ZeRO-1 ~ ZeRO off, clipping", tag);
+    runs_check_close_state(title, runs_ckpt(mpi0, 4), runs_ckpt(mpi, 4), ZERO_CLIP_BAR);
 }
 
 static const char *const flipflop[] = {

@@ -8,16 +8,28 @@
  *   3. backward: every parameter gradient by tensor name (relative RMS) and the gradient norm; a second
  *      forward and backward without zeroing doubles the gradients (accumulation, repeatability)
  *   4. AdamW: one update from the same state (parameters, m, v, gradients), the GPU's in two shards
- *      [0, k), [k, n) with grad_mult 0.5: each tensor's change, m, v
+ *      [0, k), [k, n) with grad_mult 0.5: each tensor's change, m, v. ZeRO-1: a second GPU model with the
+ *      moments of a shard [b, e) strictly inside the buffer (gpt_shard_optimizer, padded buffers): its
+ *      update from the same state equals the unsharded GPU update on [b, e) bit for bit and leaves the rest
+ *      alone, its moments take 4 (e - b) bytes each and copy out into [b, e) only, its gradient padding is
+ *      0, its sum of squares over [b, e) is the CPU model's; the start written over the update through
+ *      gpt_param_buffer and gpt_params_written gives the loss it gives through gpt_copy_in, bit for bit
+ *   4b. overlap (gpt_set_grad_ready): two micro-batches, the callback set for the second only (train.c's use);
+ *      it copies each range on the stream it is given into a buffer of its own: afterwards the copies equal
+ *      the gradients bit for bit (the side stream waited for each layer: a copy made early would hold the
+ *      first micro-batch's half), every parameter was handed over exactly once, always with a stream
  *   5. training: STEPS AdamW steps on the batch from the same start: the losses, their decrease, each
  *      tensor's change, the moments
  *   6. greedy decoding through gpt_decode_* (the key cache): its logits against the full forward's at the
  *      same positions, and every chosen token the argmax of the full forward (near-ties excepted); after
  *      warm-up runs that leave stale state in the cache (and grow it), keeping the batch's doc_tokens so
  *      documents start inside the generated text and the rows' documents differ in length
+ *   7. the same after a prompt through gpt_decode_prefill (one forward pass; documents start inside it): its
+ *      logits and every following step's against the forward's, greedy choices, and its cached keys against
+ *      those of decoding steps over the same prompt
  * and, GPU only, a realistic shape (width 768, 12 heads, T 1024, GPT-2's vocabulary, documents): the loss
  * at param_init near ln V, finite gradients, the loss falling over a few steps, and the step time; then
- * decoding the rows' first 256 tokens against the forward, and its time per step.
+ * decoding the rows' first 256 tokens against the forward, and its time per step and the prefill's.
  * Parameters are drawn as dev/gpt_ref.py draws them (large enough that attention and every branch
  * matter). A failing tensor gets a detail line: both RMS, the ratio <gpu,cpu>/<cpu,cpu> (a wrong factor
  * shows as a ratio away from 1), and the worst element with its index in the tensor's shape.
@@ -33,16 +45,21 @@
 
 #include "../common/rng.h"
 #include "../common/util.h"
+#include "../kernels/gpu.h"
 #include "../model/gpt_gpu.h"
 #include "check.h"
 #include "gpt_cpu_twin.h"
 
 #define VOCAB 300    /* padded to 384: the padded columns are exercised */
 #define DOC_TOKEN 1
-#define STEPS 5
+#define STEPS 10     /* the loss trajectory: GPU and CPU models, the same start and batch, STEPS AdamW steps */
 #define PROMPT 6     /* given tokens per row before greedy decoding */
+#define PREFILL_PROMPT 33 /* given tokens per row through gpt_decode_prefill: not a multiple of 64; with documents,
+                             row 0's last in it starts at 13 (20 tokens cached), row 1's at 31 (2 tokens: less
+                             than the conv's window of 3) */
 #define LR_ADAMW 1e-2f /* the single update: large enough that every change stands well above f32 rounding */
-#define LR_TRAIN 3e-3f /* the training steps: the loss falls from ~6 to ~2.5 over STEPS steps on one batch */
+#define LR_TRAIN 3e-3f /* the training steps: the CPU model's loss falls from ~6 to 0.07-1.05 (by case) over
+                          STEPS steps on one batch */
 
 /* Bars. The GPU keeps activations in bf16 (8 bits of mantissa, 2^-9 = 2e-3 relative per rounding) and
  * matmul weights in bf16; the CPU model is f32 throughout, so these measure the GPU's rounding. */
@@ -61,7 +78,12 @@
 #define ADAMW_DELTA_BAR 1e-4 /* rel_rms of one update's change per tensor, from identical state: f32 rounding of
                                 p - lr u is ~ulp(p) ~ 5e-7 against changes of ~LR_ADAMW */
 #define ADAMW_MOMENT_BAR 1e-6 /* rel_rms of m, v after one update: one or two f32 roundings (FMA contraction) */
-#define STEPS_LOSS_BAR 5e-2  /* max abs over the STEPS losses: LOSS_BAR plus the trajectories drifting apart */
+#define ZERO_SHARD_BAR 0.0   /* max abs: a shard's update runs the same per-element arithmetic (adamw_one) */
+#define ZERO_SUMSQ_BAR 1e-12 /* relative: the sum of squares in double, in the GPU's order and the CPU's */
+#define ZERO_PAD 5           /* padding of the sharded model's buffers */
+#define ZERO_SENTINEL (-7.0f) /* what gpt_copy_out must leave outside the shard */
+#define STEPS_LOSS_BAR 5e-2  /* max abs over the STEPS losses (each step's loss within it): LOSS_BAR plus the
+                                trajectories drifting apart */
 #define STEPS_DROP_BAR 0.2   /* relative error of the loss decrease over the steps, ~1e-3 expected: a stale bf16
                                 weight copy (only the f32 norms and embeddings learn) gives ~0.8 */
 #define STEPS_DELTA_BAR 0.3  /* rel_rms per tensor of the change after STEPS steps: Adam normalises each element,
@@ -73,6 +95,13 @@
                                 key cache's f32 attention against the forward's 16-bit tiles (about the forward's
                                 own error against the CPU, ~5e-3); a Householder factor in the wrong place, a
                                 missing gate or a stale conv tap changes the attention output by O(1) */
+#define PREFILL_KEYS_BAR 1e-3 /* rel_rms of layer 0's cached keys, prefill against decoding steps over the same
+                                prompt: the same f32 math (~1e-6 apart: another order of roundings) on inputs from
+                                the same bf16 GEMMs, which other batch shapes may round the other way in the rare
+                                elements whose f32 sums sit at a rounding boundary (~1e-4 of them, 4e-3 each);
+                                deeper layers inherit the attention's rounding, as decoding's logits do, and get
+                                DECODE_BAR. A Householder factor missing, extra or out of order moves the keys by
+                                ~beta/sqrt(d) ~ 1e-1 */
 #define TIE_GAP 0.1          /* a greedy choice may differ from the forward's argmax only if their logits are
                                 this close (a few bf16 ulps of a logit ~3: 1.6e-2 each) */
 #define SCALE_LOSS_BAR 0.5   /* |loss - ln V| at param_init (std 0.02): near-uniform logits, ln V + var/2 ~ +0.15 */
@@ -313,15 +342,20 @@ static void compare_moments(const Twin *w, const char *prefix, double bar) {
     free(b);
 }
 
-/* 4: grads are the CPU's gradients at the start */
-static void check_adamw(const Twin *w, const float *grads) {
+/* the moments of check_adamw's state, from the gradients */
+static void draw_moments(const Twin *w, const float *grads, float *m, float *v) {
     Rng r;
     rng_init(&r, 99);
-    float *m = fbuf(w->P), *v = fbuf(w->P);
     for (size_t i = 0; i < w->P; i++) {
         m[i] = (float)(grads[i] * (1.0 + 0.5 * rng_normal(&r)));
         v[i] = (float)((double)grads[i] * grads[i] * (0.5 + rng_uniform(&r)) + 1e-12);
     }
+}
+
+/* 4: grads are the CPU's gradients at the start */
+static void check_adamw(const Twin *w, const float *grads) {
+    float *m = fbuf(w->P), *v = fbuf(w->P);
+    draw_moments(w, grads, m, v);
     set_state(w, GPT_PARAMS, w->start);
     set_state(w, GPT_ADAM_M, m);
     set_state(w, GPT_ADAM_V, v);
@@ -334,6 +368,103 @@ static void check_adamw(const Twin *w, const float *grads) {
     compare_moments(w, "adamw step", ADAMW_MOMENT_BAR);
     free(m);
     free(v);
+}
+
+/* 4, ZeRO-1: after check_adamw, whose GPU model holds the unsharded update of the same state */
+static void check_zero_shard(const Twin *w, const float *grads) {
+    size_t P = w->P, b = P / 3 + 5, e = 2 * P / 3 + 3; /* b odd: moments aligned unlike the parameters */
+    float *state[3] = {w->start, fbuf(P), fbuf(P)}, *want = fbuf(P), *got = fbuf(P);
+    draw_moments(w, grads, state[1], state[2]);
+    Gpt *z = gpt_create(&w->cfg, w->c->B, w->c->T, 1);
+    for (int which = GPT_PARAMS; which <= GPT_ADAM_V; which++) gpt_copy_in(z, which, state[which]);
+    gpt_copy_in(z, GPT_GRADS, grads);
+    gpt_shard_optimizer(z, b, e, P + ZERO_PAD);
+    char name[160], detail[160];
+    size_t grad_bytes = gpt_state_bytes(z, GPT_GRADS), m_bytes = gpt_state_bytes(z, GPT_ADAM_M);
+    size_t v_bytes = gpt_state_bytes(z, GPT_ADAM_V);
+    snprintf(detail, sizeof detail, "bytes: grads %zu m %zu v %zu; want %zu, %zu, %zu", grad_bytes, m_bytes, v_bytes,
+             4 * (P + ZERO_PAD), 4 * (e - b), 4 * (e - b));
+    label(name, sizeof name, w, "ZeRO-1 moments shard-sized");
+    check_true(name, grad_bytes == 4 * (P + ZERO_PAD) && m_bytes == 4 * (e - b) && v_bytes == 4 * (e - b), detail);
+    gpt_update(z, &w->opt, LR_ADAMW, 0.5f, 3, b, e);
+    static const char *what[3] = {"ZeRO-1 shard update params", "ZeRO-1 shard update m", "ZeRO-1 shard update v"};
+    for (int which = GPT_PARAMS; which <= GPT_ADAM_V; which++) {
+        gpt_copy_out(w->gpu, which, want); /* the unsharded update inside [b, e); outside: the start, or untouched */
+        for (size_t i = 0; i < P; i++) {
+            if (i < b || i >= e) want[i] = which == GPT_PARAMS ? state[which][i] : ZERO_SENTINEL;
+            got[i] = ZERO_SENTINEL;
+        }
+        gpt_copy_out(z, which, got);
+        label(name, sizeof name, w, what[which]);
+        check_value(name, "max_abs", max_abs_diff_f(got, want, P), ZERO_SHARD_BAR);
+    }
+    double ss_g = gpt_grad_sum_squares(z, b, e), ss_c = cpu_gpt_grad_sum_squares(w->cpu, b, e);
+    label(name, sizeof name, w, "ZeRO-1 shard sum of squares");
+    check_value(name, "rel", fabs(ss_g - ss_c) / ss_c, ZERO_SUMSQ_BAR);
+    float pad[ZERO_PAD], zeros[ZERO_PAD] = {0};
+    CUDA_CHECK(cudaMemcpy(pad, gpt_grad_buffer(z) + P, sizeof pad, cudaMemcpyDeviceToHost));
+    label(name, sizeof name, w, "ZeRO-1 gradient padding");
+    check_value(name, "max_abs", max_abs_diff_f(pad, zeros, ZERO_PAD), 0.0);
+    /* the start written into the parameter buffer (as comm_allgather does) over the updated shard */
+    CUDA_CHECK(cudaMemcpy(gpt_param_buffer(z), w->start, sizeof(float) * P, cudaMemcpyHostToDevice));
+    gpt_params_written(z);
+    GptLoss written = gpt_forward(z, w->inputs, w->targets, w->c->B, w->c->T);
+    gpt_copy_in(z, GPT_PARAMS, w->start);
+    GptLoss copied = gpt_forward(z, w->inputs, w->targets, w->c->B, w->c->T);
+    snprintf(detail, sizeof detail, "loss %.9g, through gpt_copy_in %.9g", written.loss, copied.loss);
+    label(name, sizeof name, w, "ZeRO-1 gpt_params_written refreshes the bf16 copies");
+    check_true(name, written.loss == copied.loss, detail);
+    gpt_free(z);
+    free(state[1]);
+    free(state[2]);
+    free(want);
+    free(got);
+}
+
+/* 4b: what gpt_set_grad_ready's callback saw */
+typedef struct {
+    float *copy;  /* (P) device: the ranges, copied on the stream given */
+    int *count;   /* (P) host: how often each parameter was handed over */
+    int calls, null_streams;
+} ReadyLog;
+
+static void copy_range(void *ctx, float *grads, size_t begin, size_t end, void *stream) {
+    ReadyLog *log = (ReadyLog *)ctx;
+    CUDA_CHECK(cudaMemcpyAsync(log->copy + begin, grads + begin, sizeof(float) * (end - begin), cudaMemcpyDeviceToDevice,
+                               (cudaStream_t)stream));
+    for (size_t i = begin; i < end; i++) log->count[i]++;
+    log->calls++;
+    log->null_streams += stream == NULL;
+}
+
+static void check_grad_ready(const Twin *w) {
+    size_t P = w->P, once = 0;
+    ReadyLog log = {NULL, (int *)callocCheck(P, sizeof(int)), 0, 0};
+    CUDA_CHECK(cudaMalloc(&log.copy, sizeof(float) * P));
+    set_state(w, GPT_PARAMS, w->start);
+    gpt_zero_grad(w->gpu);
+    GptLoss l = gpt_forward(w->gpu, w->inputs, w->targets, w->c->B, w->c->T);
+    gpt_backward(w->gpu, 1.0f / l.n_valid);
+    gpt_forward(w->gpu, w->inputs, w->targets, w->c->B, w->c->T);
+    gpt_set_grad_ready(w->gpu, copy_range, &log);
+    gpt_backward(w->gpu, 1.0f / l.n_valid);
+    gpt_set_grad_ready(w->gpu, NULL, NULL);
+    float *grads = fbuf(P), *copy = fbuf(P);
+    gpt_copy_out(w->gpu, GPT_GRADS, grads); /* on the model's stream, which waited for the side stream */
+    CUDA_CHECK(cudaDeviceSynchronize());
+    CUDA_CHECK(cudaMemcpy(copy, log.copy, sizeof(float) * P, cudaMemcpyDeviceToHost));
+    for (size_t i = 0; i < P; i++) once += log.count[i] == 1;
+    char name[160], detail[160];
+    snprintf(detail, sizeof detail, "%d calls, %zu of %zu parameters once, %d without a stream", log.calls, once, P,
+             log.null_streams);
+    label(name, sizeof name, w, "grad_ready covers each parameter once");
+    check_true(name, once == P && log.null_streams == 0, detail);
+    label(name, sizeof name, w, "grad_ready copies on its stream = final gradients");
+    check_value(name, "max_abs", max_abs_diff_f(copy, grads, P), 0.0);
+    CUDA_CHECK(cudaFree(log.copy));
+    free(log.count);
+    free(grads);
+    free(copy);
 }
 
 /* The key bias gets a near-zero gradient in every type: without positions in the keys (nope, fox, learned)
@@ -378,12 +509,67 @@ static void check_training(const Twin *w) {
 /* token i of the batch is a doc_token that decoding keeps instead of its greedy choice */
 static int forced_doc(const Twin *w, int i) { return w->c->docs && w->inputs[i] == DOC_TOKEN; }
 
-/* 6: first runs of random tokens that leave stale state in the cache (one sequence, then all B: the cache
- * grows; then one of the B) and that gpt_decode_begin must forget; then greedy decoding, keeping the batch's
- * doc_tokens, so documents start inside the generated text at other positions in each row and the sequences
- * of one step have documents of different lengths */
-static void check_decoding(const Twin *w) {
-    int B = w->c->B, T = w->c->T, Vp = w->Vp;
+/* every cached key of layer l, the decoded sequences one after another (B, NH, len_b, d): returns the floats */
+static size_t layer_keys(const Twin *w, int l, float *host) {
+    size_t total = 0;
+    for (int b = 0; b < w->c->B; b++)
+        total += (size_t)gpt_gpu_decode_keys(w->gpu, l, b, host + total) * w->cfg.n_embd;
+    return total;
+}
+
+/* 7, keys: the prompt (the first P tokens of every row of tokens (B,T)) through decoding steps, then through
+ * gpt_decode_prefill: each layer's cached keys of the two. Leaves the prefill's cache, and its logits in out. */
+static void check_prefill_keys(const Twin *w, const int *tokens, int P, float *out) {
+    int B = w->c->B, T = w->c->T, L = w->cfg.n_layer;
+    size_t per_layer = (size_t)B * T * w->cfg.n_embd; /* the most a layer holds: (B, NH, T, d) */
+    int *prompt = (int *)mallocCheck(sizeof(int) * B * P), *step = (int *)mallocCheck(sizeof(int) * B);
+    float *by_steps = fbuf(L * per_layer), *by_prefill = fbuf(per_layer);
+    size_t *n_steps = (size_t *)mallocCheck(sizeof(size_t) * L);
+    gpt_decode_begin(w->gpu, B);
+    for (int t = 0; t < P; t++) {
+        for (int b = 0; b < B; b++) step[b] = tokens[b * T + t];
+        gpt_decode_step(w->gpu, step, out);
+    }
+    for (int l = 0; l < L; l++) n_steps[l] = layer_keys(w, l, by_steps + l * per_layer);
+    for (int b = 0; b < B; b++) memcpy(prompt + b * P, tokens + b * T, sizeof(int) * P);
+    gpt_decode_prefill(w->gpu, prompt, B, P, out);
+    for (int l = 0; l < L; l++) {
+        char what[96], name[160], lens[96];
+        size_t n = layer_keys(w, l, by_prefill);
+        snprintf(what, sizeof what, "prefill cache keys layer %d vs decode steps", l);
+        if (n != n_steps[l]) {
+            label(name, sizeof name, w, what);
+            snprintf(lens, sizeof lens, "%zu keys cached, decoding steps %zu", n, n_steps[l]);
+            check_true(name, 0, lens);
+            continue;
+        }
+        compare(w, what, by_prefill, by_steps + l * per_layer, n, NULL, l == 0 ? PREFILL_KEYS_BAR : DECODE_BAR);
+    }
+    free(prompt);
+    free(step);
+    free(by_steps);
+    free(by_prefill);
+    free(n_steps);
+}
+
+/* positions [first, T) of every row of x (B,T,Vp), moved to the front of x: returns their floats */
+static size_t from_position(float *x, int B, int T, int Vp, int first) {
+    size_t row = (size_t)(T - first) * Vp;
+    for (int b = 0; b < B; b++) memmove(x + b * row, x + ((size_t)b * T + first) * Vp, sizeof(float) * row);
+    return (size_t)B * row;
+}
+
+/* 6 (prefill 0): first runs of random tokens that leave stale state in the cache (one sequence, then all B:
+ * the cache grows; then one of the B) and that gpt_decode_begin must forget; then greedy decoding after a
+ * prompt of PROMPT tokens, one decoding step each, keeping the batch's doc_tokens, so documents start inside
+ * the generated text at other positions in each row and the sequences of one step have documents of
+ * different lengths.
+ * 7 (prefill 1): the same after a prompt of PREFILL_PROMPT tokens through gpt_decode_prefill (documents start
+ * inside it, so the cache keeps each row's last one), its keys checked first (check_prefill_keys); its logits
+ * and every following step's against the forward's. */
+static void check_decoding(const Twin *w, int prefill) {
+    int B = w->c->B, T = w->c->T, Vp = w->Vp, P = prefill ? PREFILL_PROMPT : PROMPT;
+    int first = prefill ? P - 1 : 0; /* the first position whose logits decoding gives (the prefill's last) */
     size_t NV = (size_t)B * T * Vp;
     int *tokens = (int *)mallocCheck(sizeof(int) * B * T), *step = (int *)mallocCheck(sizeof(int) * B);
     float *dec = fbuf(NV), *fwd = fbuf(NV), *out = fbuf((size_t)B * Vp);
@@ -399,34 +585,40 @@ static void check_decoding(const Twin *w) {
         }
     }
     memcpy(tokens, w->inputs, sizeof(int) * B * T);
-    gpt_decode_begin(w->gpu, B);
-    for (int t = 0; t < T; t++) {
-        for (int b = 0; b < B; b++) step[b] = tokens[b * T + t];
-        gpt_decode_step(w->gpu, step, out);
+    if (prefill) check_prefill_keys(w, tokens, P, out);
+    else gpt_decode_begin(w->gpu, B);
+    for (int t = first; t < T; t++) {
+        if (!prefill || t >= P) { /* else out holds the prefill's logits */
+            for (int b = 0; b < B; b++) step[b] = tokens[b * T + t];
+            gpt_decode_step(w->gpu, step, out);
+        }
         for (int b = 0; b < B; b++) {
             memcpy(dec + ((size_t)b * T + t) * Vp, out + (size_t)b * Vp, sizeof(float) * Vp);
-            if (t + 1 < T && t + 1 >= PROMPT && !forced_doc(w, b * T + t + 1))
+            if (t + 1 < T && t + 1 >= P && !forced_doc(w, b * T + t + 1))
                 tokens[b * T + t + 1] = argmax(out + (size_t)b * Vp, w->V);
         }
     }
     gpt_forward(w->gpu, tokens, NULL, B, T);
     gpt_gpu_logits(w->gpu, fwd);
-    compare(w, "decode logits vs forward", dec, fwd, NV, NULL, DECODE_BAR);
-    int mismatches = 0, first = -1;
+    int mismatches = 0, at = -1;
     for (int b = 0; b < B; b++)
-        for (int t = PROMPT - 1; t + 1 < T; t++) {
+        for (int t = P - 1; t + 1 < T; t++) {
             if (forced_doc(w, b * T + t + 1)) continue;
             const float *z = fwd + ((size_t)b * T + t) * Vp;
             int chosen = tokens[b * T + t + 1], best = argmax(z, w->V);
             if (chosen != best && z[best] - z[chosen] > TIE_GAP) {
                 mismatches++;
-                if (first < 0) first = b * T + t;
+                if (at < 0) at = b * T + t;
             }
         }
     char name[160];
-    label(name, sizeof name, w, "greedy decode = forward argmax");
+    label(name, sizeof name, w, prefill ? "greedy after prefill = forward argmax" : "greedy decode = forward argmax");
     if (!check_value(name, "mismatch", mismatches, 0.0))
-        printf("    detail: first at row %d, position %d\n", first / T, first % T);
+        printf("    detail: first at row %d, position %d\n", at / T, at % T);
+    size_t n = from_position(dec, B, T, Vp, first);
+    from_position(fwd, B, T, Vp, first);
+    compare(w, prefill ? "prefill+decode logits vs forward" : "decode logits vs forward", dec, fwd, n, NULL,
+            DECODE_BAR);
     free(tokens);
     free(step);
     free(dec);
@@ -465,8 +657,11 @@ static void run_case(const Case *c, uint64_t seed) {
     float *grads = fbuf(w.P);
     check_forward_backward(&w, grads);
     check_adamw(&w, grads);
+    check_zero_shard(&w, grads);
+    check_grad_ready(&w);
     check_training(&w);
-    check_decoding(&w);
+    check_decoding(&w, 0);
+    check_decoding(&w, 1);
     cpu_gpt_free(w.cpu);
     gpt_free(w.gpu);
     free(w.inputs);
@@ -508,11 +703,19 @@ static void check_scale_decoding(Gpt *g, const int *inputs, int B, int T) {
     double ms = 1e3 * (now_s() - t0) / (TD - 1);
     gpt_forward(g, rows, NULL, B, TD);
     gpt_gpu_logits(g, fwd);
+    double prefill_ms = 0.0;
+    for (int i = 0; i < 2; i++) { /* the second is timed: the first loads the prefill's kernels */
+        t0 = now_s();
+        gpt_decode_prefill(g, rows, B, TD, out);
+        prefill_ms = 1e3 * (now_s() - t0);
+    }
     char label_s[160];
     snprintf(label_s, sizeof label_s, "%s decode %d logits vs forward", SCALE_NAME, TD);
     check_value(label_s, "rel_rms", rel_rms_f(dec, fwd, NV), DECODE_BAR);
     printf("    info: decoding %d sequences: %.2f ms per step (logits to the host included), %.0f tokens/s\n", B, ms,
            B / (ms * 1e-3));
+    printf("    info: prefill of %d sequences x %d tokens: %.2f ms, the time of %.1f decoding steps\n", B, TD,
+           prefill_ms, prefill_ms / ms);
     free(rows);
     free(step);
     free(dec);

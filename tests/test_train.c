@@ -121,6 +121,7 @@ static void test_options(void) {
         {"options flip-flop flag with shards", {"train", "--train-data=x*.bin", "--ff-p=0.5"}, 3, "--ff-p applies to the flip-flop task"},
         {"options odd flip-flop length", {"train", "--seq-len", "33"}, 3, "length 33 must be even"},
         {"options rank not below world", {"train", "--rank", "1"}, 3, "--rank 1 is not below --world 1"},
+        {"options overlap with ZeRO-1", {"train", "--zero=1", "--overlap=1"}, 3, "--overlap 1 applies without --zero 1"},
     };
     for (size_t i = 0; i < sizeof cross / sizeof cross[0]; i++) {
         rc = parse_train(&s, opts, &n, cross[i].argc, cross[i].argv, why, sizeof why);
@@ -319,7 +320,7 @@ static void test_checkpoint(void) {
     h.loader.epoch = 7;
     const char *path = tmp_path("a.ckpt"), *again = tmp_path("b.ckpt");
     char why[1024];
-    int rc = checkpoint_save(path, g, &h, why, sizeof why);
+    int rc = checkpoint_save(path, g, &h, NULL, NULL, why, sizeof why);
     check_true("checkpoint save", rc == 0 && access(tmp_path("a.ckpt.tmp"), F_OK) != 0, rc ? why : "no temp file left");
 
     CheckpointHeader got;
@@ -332,7 +333,7 @@ static void test_checkpoint(void) {
     Gpt *fresh = gpt_create(&cfg, 2, T, 99);
     rc = checkpoint_load(path, fresh, &h, &got, why, sizeof why);
     check_true("checkpoint load: parameters, m, v bit-exact", rc == 0 && same_state(g, fresh), rc ? why : "3 x n_params");
-    rc = checkpoint_save(again, fresh, &h, why, sizeof why);
+    rc = checkpoint_save(again, fresh, &h, NULL, NULL, why, sizeof why);
     check_true("checkpoint re-save byte-identical", rc == 0 && same_file(path, again), "file bytes");
 
     size_t n;
@@ -389,7 +390,7 @@ static void test_checkpoint(void) {
     run.cfg = cfg2;
     check_error("checkpoint load into another config", checkpoint_load(path, wide, &run, &got, why, sizeof why), why,
                 "checkpoint has n_embd 16, this run has 32");
-    check_error("checkpoint missing directory", checkpoint_save(tmp_path("no/such/dir.ckpt"), g, &h, why, sizeof why), why,
+    check_error("checkpoint missing directory", checkpoint_save(tmp_path("no/such/dir.ckpt"), g, &h, NULL, NULL, why, sizeof why), why,
                 "cannot create checkpoint");
     unlink(path);
     unlink(again);
