@@ -74,6 +74,27 @@ __device__ __forceinline__ void store_rows_bf16(bf16 *dst, int t0, int nv, int n
     }
 }
 
+/* The loop of a query block's kernels over key blocks I .. 0, double-buffered: block I is loaded
+ * (buffer 0, committed) before; load(J, buf) queues block J's loads into buffer buf and commits;
+ * tile(J, buf, causal) works on a loaded block, causal a std::true_type for the diagonal block I. */
+template <typename Load, typename Tile>
+__device__ __forceinline__ void over_key_blocks(int I, Load load, Tile tile) {
+    int buf = 0;
+    for (int J = I; J >= 0; J--) {
+        if (J > 0) {
+            load(J - 1, buf ^ 1);
+            cp_async_wait<1>();
+        } else {
+            cp_async_wait<0>();
+        }
+        __syncthreads();
+        if (J == I) tile(J, buf, std::true_type());
+        else tile(J, buf, std::false_type());
+        __syncthreads(); /* buffer buf is refilled next */
+        buf ^= 1;
+    }
+}
+
 /* f(std::true_type()) with a gate, f(std::false_type()) without: kernels templated on the gate */
 template <typename F>
 void with_gate(bool has_g, F f) {
@@ -114,20 +135,7 @@ __global__ void __launch_bounds__(PATH_THREADS, 2) flash_fwd_kernel(PathParams p
         softmax_update<NTD>(p, S, O, m, l, gq, sm.gl[buf], gate_offset(p, gbI, sq.block_base + J, hq), row0, causal.value);
         add_pv<D>(S, O, sm.Y[buf]);
     };
-    int buf = 0;
-    for (int J = I; J >= 0; J--) {
-        if (J > 0) {
-            load_kv(J - 1, buf ^ 1);
-            cp_async_wait<1>();
-        } else {
-            cp_async_wait<0>();
-        }
-        __syncthreads();
-        if (J == I) tile(J, buf, std::true_type());
-        else tile(J, buf, std::false_type());
-        __syncthreads(); /* buffer buf is refilled next */
-        buf ^= 1;
-    }
+    over_key_blocks(I, load_kv, tile);
     int t = threadIdx.x % 4;
 #pragma unroll
     for (int h2 = 0; h2 < 2; h2++) {
@@ -194,20 +202,7 @@ __global__ void __launch_bounds__(PATH_THREADS, 3) flash_dq_kernel(PathParams p)
         acc_to_a<4, true>(dP, dza);
         mma_kn<4, NTD, true>(dQ, dza, sm.X[buf], LD);
     };
-    int buf = 0;
-    for (int J = I; J >= 0; J--) {
-        if (J > 0) {
-            load_kv(J - 1, buf ^ 1);
-            cp_async_wait<1>();
-        } else {
-            cp_async_wait<0>();
-        }
-        __syncthreads();
-        if (J == I) tile(J, buf, std::true_type());
-        else tile(J, buf, std::false_type());
-        __syncthreads();
-        buf ^= 1;
-    }
+    over_key_blocks(I, load_kv, tile);
     store_rows_bf16<D>(p.dq, t0, nv, p.Hq, hq, dQ, row0, p.scale);
     if (G && threadIdx.x % 4 == 0)
         for (int h2 = 0; h2 < 2; h2++) p.dG[(gbI * p.Hq + hq) * PATH_C + row0 + 8 * h2] = p.gscale * rs[h2];
