@@ -115,71 +115,67 @@ static void check_moment_bytes(const char *title, const char *log, int zero) {
     check_true(title, n > 0 && bytes == want, detail);
 }
 
-/* one family of runs (flip-flop or shards): base flags take --batch from rows[] */
-static void case_family(const char *tag, const char *const *base) {
-    char name[16][64];
-    for (int i = 0; i < 16; i++) snprintf(name[i], sizeof name[i], "%s_%d", tag, i);
-    const char *one = name[0], *tcp = name[1], *file = name[2], *mpi = name[3], *tcp0 = name[4], *mpi0 = name[5];
-    const char *tcp_noclip = name[6], *tcp0_noclip = name[7], *mpi0_noclip = name[8];
-    const char *tcp_serial = name[9], *mpi_serial = name[10];
-    const char *noclip[64];
-    clip_off(base, noclip);
-    char title[128], kv[64], log[2][600]; /* --log files (key=value lines) of a run without and with ZeRO-1 */
+/* The runs over one transport (2 processes x 2 rows): plain, --overlap 0, ZeRO-1 with clipping off and
+ * on (and plain with it off), against one process x 4 rows (run `one`) and each other; same_as: the
+ * plain tcp run, which this one must equal byte for byte (NULL: none). The plain run's name goes to
+ * plain (unless NULL). */
+static void transport_cases(const char *tag, Via via, const char *how, const char *const *base, const char *one,
+                            const char *same_as, char plain[64]) {
+    char name[5][64], title[128], kv[64], log[2][600]; /* --log files of the runs without and with ZeRO-1 */
+    for (int i = 0; i < 5; i++) snprintf(name[i], sizeof name[i], "%s_%s_%d", tag, how, i);
     for (int zero = 0; zero < 2; zero++) {
-        snprintf(kv, sizeof kv, "%s_zero%d.kv", tag, zero);
+        snprintf(kv, sizeof kv, "%s_%s_zero%d.kv", tag, how, zero);
         snprintf(log[zero], sizeof log[zero], "%s", runs_path(kv));
     }
-    /* one process, 4 rows; two processes, 2 rows each */
-    train(one, VIA_ONE, base, (const char *const[]){"--batch", "4", "--ckpt-dir", runs_path(one), NULL}, 1);
-    int ok = train(tcp, VIA_TCP, base, (const char *const[]){"--batch", "2", "--ckpt-dir", runs_path(tcp), "--log", log[0],
-                                                             NULL}, 1);
-    snprintf(title, sizeof title, "%s: tcp, 2 x 2 rows runs", tag);
+    const char *noclip[64];
+    clip_off(base, noclip);
+    int ok = train(name[0], via, base,
+                   (const char *const[]){"--batch", "2", "--ckpt-dir", runs_path(name[0]), "--log", log[0], NULL}, 1);
+    snprintf(title, sizeof title, "%s: %s, 2 x 2 rows runs", tag, how);
     check_true(title, ok, "both ranks exit 0");
-    snprintf(title, sizeof title, "%s: tcp 2 x 2 rows = 1 x 4 rows", tag);
-    runs_check_close_state(title, runs_ckpt(tcp, 4), runs_ckpt(one, 4), DOUBLED_BAR);
+    snprintf(title, sizeof title, "%s: %s 2 x 2 rows = 1 x 4 rows", tag, how);
+    runs_check_close_state(title, runs_ckpt(name[0], 4), runs_ckpt(one, 4), DOUBLED_BAR);
+    if (same_as) {
+        snprintf(title, sizeof title, "%s: %s = tcp", tag, how);
+        runs_check_same_file(title, runs_ckpt(name[0], 4), runs_ckpt(same_as, 4));
+    }
+    train(name[1], via, base, (const char *const[]){"--batch", "2", "--overlap", "0", "--ckpt-dir", runs_path(name[1]), NULL},
+          1);
+    snprintf(title, sizeof title, "%s: %s --overlap 1 = --overlap 0", tag, how);
+    runs_check_same_file(title, runs_ckpt(name[0], 4), runs_ckpt(name[1], 4));
+    /* ZeRO-1 against ZeRO off: byte for byte without clipping; with clipping the norm's last bits may differ */
+    train(name[2], via, noclip, (const char *const[]){"--batch", "2", "--ckpt-dir", runs_path(name[2]), NULL}, 1);
+    train(name[3], via, noclip, (const char *const[]){"--batch", "2", "--zero", "1", "--ckpt-dir", runs_path(name[3]), NULL},
+          1);
+    snprintf(title, sizeof title, "%s: %s ZeRO-1 = ZeRO off, --clip 0", tag, how);
+    runs_check_same_file(title, runs_ckpt(name[3], 4), runs_ckpt(name[2], 4));
+    train(name[4], via, base,
+          (const char *const[]){"--batch", "2", "--zero", "1", "--ckpt-dir", runs_path(name[4]), "--log", log[1], NULL}, 1);
+    snprintf(title, sizeof title, "%s: %s ZeRO-1 ~ ZeRO off, clipping", tag, how);
+    runs_check_close_state(title, runs_ckpt(name[4], 4), runs_ckpt(name[0], 4), ZERO_CLIP_BAR);
+    snprintf(title, sizeof title, "%s: %s ZeRO-1 moments per rank 1/2", tag, how);
+    check_moment_bytes(title, log[1], 1);
+    snprintf(title, sizeof title, "%s: %s ZeRO off moments per rank all", tag, how);
+    check_moment_bytes(title, log[0], 0);
+    if (plain) snprintf(plain, 64, "%s", name[0]);
+}
+
+/* one family of runs (flip-flop or shards): one process x 4 rows, then each transport */
+static void case_family(const char *tag, const char *const *base) {
+    char one[64], file[64], title[128], tcp_plain[64];
+    snprintf(one, sizeof one, "%s_one", tag);
+    snprintf(file, sizeof file, "%s_file", tag);
+    train(one, VIA_ONE, base, (const char *const[]){"--batch", "4", "--ckpt-dir", runs_path(one), NULL}, 1);
+    transport_cases(tag, VIA_TCP, "tcp", base, one, NULL, tcp_plain);
     train(file, VIA_FILE, base, (const char *const[]){"--batch", "2", "--ckpt-dir", runs_path(file), NULL}, 1);
     snprintf(title, sizeof title, "%s: file rendezvous = tcp", tag);
-    runs_check_same_file(title, runs_ckpt(file, 4), runs_ckpt(tcp, 4));
-    train(tcp_serial, VIA_TCP, base, (const char *const[]){"--batch", "2", "--overlap", "0", "--ckpt-dir",
-                                                           runs_path(tcp_serial), NULL}, 1);
-    snprintf(title, sizeof title, "%s: tcp --overlap 1 = --overlap 0", tag);
-    runs_check_same_file(title, runs_ckpt(tcp, 4), runs_ckpt(tcp_serial, 4));
-    /* ZeRO-1 against ZeRO off: byte for byte without clipping; with clipping the norm's last bits may differ */
-    train(tcp_noclip, VIA_TCP, noclip, (const char *const[]){"--batch", "2", "--ckpt-dir", runs_path(tcp_noclip), NULL},
-          1);
-    train(tcp0_noclip, VIA_TCP, noclip, (const char *const[]){"--batch", "2", "--zero", "1", "--ckpt-dir",
-                                                               runs_path(tcp0_noclip), NULL}, 1);
-    snprintf(title, sizeof title, "%s: tcp ZeRO-1 = ZeRO off, --clip 0", tag);
-    runs_check_same_file(title, runs_ckpt(tcp0_noclip, 4), runs_ckpt(tcp_noclip, 4));
-    train(tcp0, VIA_TCP, base, (const char *const[]){"--batch", "2", "--zero", "1", "--ckpt-dir", runs_path(tcp0),
-                                                     "--log", log[1], NULL}, 1);
-    snprintf(title, sizeof title, "%s: tcp ZeRO-1 ~ ZeRO off, clipping", tag);
-    runs_check_close_state(title, runs_ckpt(tcp0, 4), runs_ckpt(tcp, 4), ZERO_CLIP_BAR);
-    snprintf(title, sizeof title, "%s: ZeRO-1 moments per rank 1/2", tag);
-    check_moment_bytes(title, log[1], 1);
-    snprintf(title, sizeof title, "%s: ZeRO off moments per rank all", tag);
-    check_moment_bytes(title, log[0], 0);
+    runs_check_same_file(title, runs_ckpt(file, 4), runs_ckpt(tcp_plain, 4));
     snprintf(title, sizeof title, "%s: mpirun -np 2", tag);
     if (!have_mpirun) {
         check_skip(title, "no Open MPI mpirun, or train_cpu built without MPI");
         return;
     }
-    train(mpi, VIA_MPI, base, (const char *const[]){"--batch", "2", "--ckpt-dir", runs_path(mpi), NULL}, 1);
-    snprintf(title, sizeof title, "%s: mpirun -np 2 x 2 rows = 1 x 4 rows", tag);
-    runs_check_close_state(title, runs_ckpt(mpi, 4), runs_ckpt(one, 4), DOUBLED_BAR);
-    snprintf(title, sizeof title, "%s: mpirun -np 2 = tcp", tag);
-    runs_check_same_file(title, runs_ckpt(mpi, 4), runs_ckpt(tcp, 4));
-    train(mpi_serial, VIA_MPI, base, (const char *const[]){"--batch", "2", "--overlap", "0", "--ckpt-dir",
-                                                           runs_path(mpi_serial), NULL}, 1);
-    snprintf(title, sizeof title, "%s: mpirun --overlap 1 = --overlap 0", tag);
-    runs_check_same_file(title, runs_ckpt(mpi, 4), runs_ckpt(mpi_serial, 4));
-    train(mpi0_noclip, VIA_MPI, noclip, (const char *const[]){"--batch", "2", "--zero", "1", "--ckpt-dir",
-                                                               runs_path(mpi0_noclip), NULL}, 1);
-    snprintf(title, sizeof title, "%s: mpirun ZeRO-1 = ZeRO off, --clip 0", tag);
-    runs_check_same_file(title, runs_ckpt(mpi0_noclip, 4), runs_ckpt(tcp_noclip, 4));
-    train(mpi0, VIA_MPI, base, (const char *const[]){"--batch", "2", "--zero", "1", "--ckpt-dir", runs_path(mpi0), NULL}, 1);
-    snprintf(title, sizeof title, "%s: mpirun ZeRO-1 ~ ZeRO off, clipping", tag);
-    runs_check_close_state(title, runs_ckpt(mpi0, 4), runs_ckpt(mpi, 4), ZERO_CLIP_BAR);
+    transport_cases(tag, VIA_MPI, "mpirun", base, one, tcp_plain, NULL);
 }
 
 static const char *const flipflop[] = {
