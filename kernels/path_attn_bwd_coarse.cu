@@ -157,16 +157,8 @@ __global__ void __launch_bounds__(PATH_THREADS, D == 128 ? 1 : 2) bwd_coarse_mma
                     dgk[h2] += __shfl_xor_sync(0xffffffffu, dgk[h2], 2);
                     if (t == 0) atomicAdd(p.dG + (gbJ * p.Hq + hq) * PATH_C + kr0 + 8 * h2, -p.gscale * dgk[h2]);
                 }
-#pragma unroll
-                for (int j = 0; j < 8; j++) /* query side (see add_rowsum): sum over this warp's keys */
-#pragma unroll
-                    for (int e = 0; e < 2; e++) {
-                        float c = dPT[j][e] + dPT[j][2 + e];
-                        c += __shfl_xor_sync(0xffffffffu, c, 4);
-                        c += __shfl_xor_sync(0xffffffffu, c, 8);
-                        c += __shfl_xor_sync(0xffffffffu, c, 16);
-                        if (g == 0) atomicAdd(p.dG + (gbI * p.Hq + hq) * PATH_C + 8 * j + 2 * t + e, p.gscale * c);
-                    }
+                /* query side (see add_rowsum): over this warp's keys */
+                add_tile_col_sums(p.dG + (gbI * p.Hq + hq) * PATH_C, dPT, p.gscale);
             }
             uint32_t pa[4][4], dza[4][4];
             acc_to_a<4, true>(ST, pa);

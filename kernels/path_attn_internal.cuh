@@ -287,6 +287,22 @@ __device__ __forceinline__ void tile_row_sums(const float X[8][4], float rs[2]) 
     }
 }
 
+/* dst[c] += mult x (column c of X summed over the warp's 16 rows) for the tile's 64 columns: one fp32
+ * atomic per column and warp */
+__device__ __forceinline__ void add_tile_col_sums(float *dst, const float X[8][4], float mult) {
+    int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+#pragma unroll
+    for (int j = 0; j < 8; j++)
+#pragma unroll
+        for (int e = 0; e < 2; e++) {
+            float c = X[j][e] + X[j][2 + e];
+            c += __shfl_xor_sync(0xffffffffu, c, 4);
+            c += __shfl_xor_sync(0xffffffffu, c, 8);
+            c += __shfl_xor_sync(0xffffffffu, c, 16);
+            if (g == 0) atomicAdd(dst + 8 * j + 2 * t + e, mult * c);
+        }
+}
+
 /* grad_tile of a query-major tile, then with a gate the key side dGk[j] -= gscale colsum dZ and the
  * query side dGq[i] += gscale rowsum dZ (add_rowsum says why), as fp32 atomics. */
 static __device__ __forceinline__ void grad_tile_rows(const PathParams &p, float S[8][4], float dP[8][4], int row0, int nv,
@@ -294,20 +310,10 @@ static __device__ __forceinline__ void grad_tile_rows(const PathParams &p, float
                                                       const float *glk, float goff, float *dGq, float *dGk) {
     grad_tile<false>(p, S, dP, row0, nv, causal, lse, Dv, glq, glk, goff);
     if (!p.has_g) return;
-    int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
-#pragma unroll
-    for (int j = 0; j < 8; j++) /* key side: the warp's rows summed, one atomic per column and warp */
-#pragma unroll
-        for (int e = 0; e < 2; e++) {
-            float c = dP[j][e] + dP[j][2 + e];
-            c += __shfl_xor_sync(0xffffffffu, c, 4);
-            c += __shfl_xor_sync(0xffffffffu, c, 8);
-            c += __shfl_xor_sync(0xffffffffu, c, 16);
-            if (g == 0) atomicAdd(dGk + 8 * j + 2 * t + e, -p.gscale * c);
-        }
+    add_tile_col_sums(dGk, dP, -p.gscale); /* key side: over the warp's rows */
     float rs[2];
     tile_row_sums(dP, rs); /* query side: the warp holds whole rows */
-    if (t == 0)
+    if (threadIdx.x % 4 == 0)
         for (int h2 = 0; h2 < 2; h2++) atomicAdd(dGq + row0 + 8 * h2, p.gscale * rs[h2]);
 }
 
